@@ -1,0 +1,44 @@
+# Two commands do all the setup on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+export PREFECT_HOME ?= $(CURDIR)/var/prefect
+export TUTORMAX_HOME ?= $(CURDIR)
+# no telemetry: these machines (and many production networks) reach no outside hosts
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install demo test serve sink bench-delivery smtp-sink clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP)
+	$(PY) -m tutormax.cli demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Serves every deployment in prefect.yaml; start `prefect server start` first to watch runs in the UI.
+serve: $(STAMP)
+	$(PY) -m tutormax.cli serve
+
+sink: $(STAMP)
+	$(PY) -m tutormax.cli sink
+
+# Postfix's smtp-sink: a C sink fast enough not to bound the delivery benchmark.
+smtp-sink:
+	@command -v smtp-sink >/dev/null || { \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+
+bench-delivery: $(STAMP) smtp-sink
+	$(PY) benchmarks/delivery.py
+
+clean:
+	rm -rf var reports

@@ -1,0 +1,1 @@
+"""Models, sessions, named queries and migrations."""

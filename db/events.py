@@ -1,0 +1,86 @@
+"""The one event vocabulary (after django-anymail's), message statuses and categories."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    """What happened to a message; email_tracking_events.event_type holds these."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    UNKNOWN = "unknown"
+
+
+class MessageStatus(StrEnum):
+    """Where a message is in the outbox; email_messages.status holds these."""
+
+    QUEUED = "queued"      # planned, waiting for delivery
+    SENDING = "sending"    # claimed by one delivery batch
+    DEFERRED = "deferred"  # 4xx: retried by a later run after next_attempt_at
+    SENT = "sent"          # 2xx from the SMTP server
+    FAILED = "failed"      # 5xx, invalid address, or out of retries
+    SKIPPED = "skipped"    # never sent on purpose (preference, suppression, COPPA); skip_reason says why
+
+
+class SessionStatus(StrEnum):
+    """A tutoring session's state on the platform."""
+
+    SCHEDULED = "scheduled"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class WorkflowStatus(StrEnum):
+    """email_workflow_state.status."""
+
+    PENDING = "pending"
+    TRIGGERED = "triggered"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Category(StrEnum):
+    """Preference categories; each is a boolean column on email_preferences."""
+
+    FEEDBACK_REMINDERS = "feedback_reminders"
+    SESSION_CHECKINS = "session_checkins"
+    PERFORMANCE_REPORTS = "performance_reports"
+    WEEKLY_DIGESTS = "weekly_digests"
+    MONTHLY_SUMMARIES = "monthly_summaries"
+    MARKETING_EMAILS = "marketing_emails"
+    SYSTEM_NOTIFICATIONS = "system_notifications"
+
+
+class SkipReason(StrEnum):
+    """Why a planned message was never sent."""
+
+    UNSUBSCRIBED_ALL = "unsubscribed_all"
+    CATEGORY_OPT_OUT = "category_opt_out"
+    SUPPRESSED = "suppressed"
+    UNDER_13_NO_PARENT_EMAIL = "under_13_no_parent_email"
+    UNDER_13_NO_PARENT_CONSENT = "under_13_no_parent_consent"
+    NO_ADDRESS = "no_address"
+
+
+class Priority(StrEnum):
+    """Delivery order inside a batch: critical first."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}

@@ -1,0 +1,260 @@
+"""Typed SQLAlchemy 2.0 models: the tutoring platform and the five email tables."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import JSONType, UTCDateTime
+
+# Autoincrement BIGINT on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+# --- the tutoring platform -------------------------------------------------
+
+
+class Manager(Base):
+    __tablename__ = "managers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+
+
+class Tutor(Base):
+    __tablename__ = "tutors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("managers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Student(Base):
+    __tablename__ = "students"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    birth_date: Mapped[date] = mapped_column(Date)
+    parent_name: Mapped[str | None] = mapped_column(String(200))
+    parent_email: Mapped[str | None] = mapped_column(String(320))
+    parent_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TutoringSession(Base):
+    __tablename__ = "tutoring_sessions"
+    __table_args__ = (
+        # due_feedback_reminders: completed sessions by end time
+        Index("ix_sessions_status_ended", "status", "ended_at"),
+        Index("ix_sessions_tutor_student", "tutor_id", "student_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tutor_id: Mapped[int] = mapped_column(ForeignKey("tutors.id"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    session_number: Mapped[int] = mapped_column(Integer)  # 1 = first session of this tutor with this student
+    subject: Mapped[str] = mapped_column(String(100))
+    scheduled_start: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20))  # db.events.SessionStatus
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("tutoring_sessions.id"), unique=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)  # the email whose link it came from, if any
+
+
+class RescheduleEvent(Base):
+    __tablename__ = "reschedule_events"
+    __table_args__ = (Index("ix_reschedules_tutor_time", "tutor_id", "rescheduled_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("tutoring_sessions.id"), index=True)
+    tutor_id: Mapped[int] = mapped_column(ForeignKey("tutors.id"))
+    initiated_by: Mapped[str] = mapped_column(String(20))  # tutor | student
+    original_start: Mapped[datetime]
+    new_start: Mapped[datetime]
+    rescheduled_at: Mapped[datetime]
+
+
+# --- the email tables --------------------------------------------------------
+
+
+class EmailCampaign(Base):
+    __tablename__ = "email_campaigns"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_name: Mapped[str] = mapped_column(String(200))
+    campaign_type: Mapped[str] = mapped_column(String(50))
+    template_type: Mapped[str] = mapped_column(String(50))
+    template_version: Mapped[str] = mapped_column(String(20), default="v1")
+    ab_test_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    ab_variant_a_weight: Mapped[float] = mapped_column(default=0.5)
+    ab_variant_b_weight: Mapped[float] = mapped_column(default=0.5)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    total_recipients: Mapped[int] = mapped_column(default=0)
+    emails_sent: Mapped[int] = mapped_column(default=0)
+    emails_delivered: Mapped[int] = mapped_column(default=0)
+    emails_opened: Mapped[int] = mapped_column(default=0)
+    emails_clicked: Mapped[int] = mapped_column(default=0)
+    emails_bounced: Mapped[int] = mapped_column(default=0)
+    emails_failed: Mapped[int] = mapped_column(default=0)
+    unsubscribes: Mapped[int] = mapped_column(default=0)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmailMessage(Base):
+    __tablename__ = "email_messages"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_email_messages_idempotency_key"),
+        # claim_due_messages: queued/deferred by due time
+        Index("ix_email_messages_due", "status", "next_attempt_at"),
+        Index("ix_email_messages_claim", "claim_token"),
+        Index("ix_email_messages_recipient", "recipient_email"),
+        Index("ix_email_messages_campaign", "campaign_id"),
+        Index("ix_email_messages_template_created", "template_type", "created_at"),
+    )
+
+    message_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    campaign_id: Mapped[str | None] = mapped_column(ForeignKey("email_campaigns.campaign_id"))
+    recipient_email: Mapped[str | None] = mapped_column(String(320))
+    recipient_name: Mapped[str | None] = mapped_column(String(200))
+    recipient_id: Mapped[int | None] = mapped_column(BigInteger)
+    recipient_type: Mapped[str] = mapped_column(String(20))  # tutor | student | parent | manager
+    template_type: Mapped[str] = mapped_column(String(50))
+    template_version: Mapped[str] = mapped_column(String(20), default="v1")
+    ab_variant: Mapped[str | None] = mapped_column(String(10))
+    category: Mapped[str] = mapped_column(String(40))  # db.events.Category
+    subject: Mapped[str | None] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(20))  # db.events.MessageStatus
+    priority: Mapped[int] = mapped_column(SmallInteger, default=2)  # db.events.PRIORITY_RANK
+    scheduled_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(40))
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    opened_at: Mapped[datetime | None]
+    first_clicked_at: Mapped[datetime | None]
+    bounced_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    bounce_type: Mapped[str | None] = mapped_column(String(20))  # hard | soft | complaint
+    bounce_reason: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    skip_reason: Mapped[str | None] = mapped_column(String(60))  # db.events.SkipReason
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+    retry_count: Mapped[int] = mapped_column(default=0)
+    open_count: Mapped[int] = mapped_column(default=0)
+    click_count: Mapped[int] = mapped_column(default=0)
+    unsubscribed_at: Mapped[datetime | None]
+    # "metadata" is reserved on declarative classes; the column keeps the spec's name.
+    message_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmailTrackingEvent(Base):
+    __tablename__ = "email_tracking_events"
+    __table_args__ = (
+        Index("ix_tracking_events_message_type", "message_id", "event_type"),
+        Index("ix_tracking_events_time", "event_time"),
+    )
+
+    event_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("email_messages.message_id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(20))  # db.events.EventType
+    event_time: Mapped[datetime] = mapped_column(default=utcnow)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    link_url: Mapped[str | None] = mapped_column(Text)
+    is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    machine_reason: Mapped[str | None] = mapped_column(String(60))
+    event_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EmailPreference(Base):
+    __tablename__ = "email_preferences"
+
+    preference_id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    tutor_id: Mapped[int | None] = mapped_column(ForeignKey("tutors.id"))
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"))
+    unsubscribed_all: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    feedback_reminders: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    session_checkins: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    performance_reports: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    weekly_digests: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    monthly_summaries: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    marketing_emails: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    system_notifications: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # a hard bounce or complaint suppresses the address for every category
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    suppression_reason: Mapped[str | None] = mapped_column(Text)
+    suppressed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmailWorkflowState(Base):
+    __tablename__ = "email_workflow_state"
+    __table_args__ = (
+        UniqueConstraint("workflow_type", "entity_type", "entity_id", "step", name="uq_workflow_state_reason"),
+        Index("ix_workflow_state_message", "message_id"),
+    )
+
+    workflow_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workflow_type: Mapped[str] = mapped_column(String(50))
+    entity_type: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20))  # db.events.WorkflowStatus
+    trigger_at: Mapped[datetime | None]
+    triggered_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("email_messages.message_id", ondelete="SET NULL"))
+    context_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

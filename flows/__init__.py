@@ -1,0 +1,1 @@
+"""One module per automation; each flow calls tasks in order."""

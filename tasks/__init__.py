@@ -1,0 +1,1 @@
+"""Prefect tasks grouped by side effect: plan, render, deliver."""

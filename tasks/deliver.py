@@ -1,0 +1,254 @@
+"""Sockets: one SMTP connection per batch; each recipient's answer mapped to an outcome."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from jinja2 import TemplateError
+from prefect import task
+from tutormax.logs import run_logger
+from prefect.tasks import exponential_backoff
+
+from db import outbox
+from db.session import transaction
+from tasks import mime
+from tasks.mime import Envelope
+from tasks.render import TemplateMissing, get_renderer, message_context, template_name
+from tutormax.links import Links
+from tutormax.settings import Settings, get_settings
+
+RECONNECTS_PER_MESSAGE = 2
+
+
+class ServerDown(ConnectionError):
+    """The SMTP server cannot be reached or keeps dropping us: retry the whole batch later."""
+
+
+class Outcome(StrEnum):
+    SENT = "sent"          # 2xx
+    DEFERRED = "deferred"  # 4xx: try again later
+    BOUNCED = "bounced"    # 5xx: hard bounce
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    code: int
+    response: str
+
+
+def _text(response: bytes | str) -> str:
+    if isinstance(response, bytes):
+        response = response.decode("utf-8", "replace")
+    return " ".join(response.split())[:500]
+
+
+def _classify(code: int, response: bytes | str) -> Result:
+    if 200 <= code < 300:
+        return Result(Outcome.SENT, code, _text(response))
+    if 400 <= code < 500:
+        return Result(Outcome.DEFERRED, code, _text(response))
+    return Result(Outcome.BOUNCED, code, _text(response))
+
+
+class SmtpConnection:
+    """A persistent, authenticated connection that reconnects when the server drops it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpConnection:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open, upgrade to TLS and log in as configured; ServerDown if the server is unreachable."""
+        s = self.settings
+        self.close()
+        try:
+            if s.smtp_use_tls == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout,
+                                                      context=ssl.create_default_context())
+            else:
+                smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+            smtp.ehlo()
+            if s.smtp_use_tls == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if s.smtp_user:
+                smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
+        except smtplib.SMTPAuthenticationError:
+            raise  # permanent: retrying with the same credentials cannot help
+        except (OSError, smtplib.SMTPException) as exc:
+            # the message names the host, never the credentials
+            raise ServerDown(f"cannot reach SMTP server {s.smtp_host}:{s.smtp_port}: {type(exc).__name__}: {exc}") from None
+        self.smtp = smtp
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                self.smtp.close()
+            self.smtp = None
+
+    def send(self, envelope: Envelope) -> Result:
+        """Send one message; a dropped connection is reopened and the message tried again."""
+        for attempt in range(RECONNECTS_PER_MESSAGE + 1):
+            if self.smtp is None:
+                self.connect()
+            try:
+                return self._send_once(envelope)
+            except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, OSError) as exc:
+                self.smtp = None  # the socket is gone; do not QUIT over it
+                if attempt == RECONNECTS_PER_MESSAGE:
+                    raise ServerDown(f"SMTP connection kept dropping: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def _send_once(self, envelope: Envelope) -> Result:
+        assert self.smtp is not None
+        try:
+            refused = self.smtp.sendmail(envelope.sender, [envelope.recipient], envelope.data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, response = exc.recipients[envelope.recipient]
+            return _classify(code, response)
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            return _classify(exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:  # the server is closing the connection: reconnect and retry
+                raise smtplib.SMTPServerDisconnected(_text(exc.smtp_error)) from None
+            return _classify(exc.smtp_code, exc.smtp_error)
+        if refused:
+            code, response = refused[envelope.recipient]
+            return _classify(code, response)
+        return Result(Outcome.SENT, 250, "accepted")
+
+
+# --- the delivery task: claim a batch, render, build, send, record each outcome ---
+
+
+def _server_down(task, task_run, state) -> bool:
+    """Retry the batch only when the server was unreachable; anything else is permanent."""
+    try:
+        state.result()
+    except ServerDown:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _prepare(messages, settings: Settings, now: datetime | None):
+    """Render and build every claimed message; ones that cannot be built fail with a reason."""
+    renderer = get_renderer(settings.timezone)
+    links = Links(settings)
+    ready, broken, render_ms = [], [], []
+    for message in messages:
+        at = now or datetime.now(timezone.utc)
+        try:
+            started = time.perf_counter()
+            context = message_context(
+                template_type=message.template_type, message_id=message.message_id,
+                recipient_name=message.recipient_name, metadata=message.message_metadata,
+                settings=settings, links=links, now=at,
+            )
+            rendered = renderer.render(message.template_type, template_name(message.template_version, message.ab_variant), context)
+            render_ms.append((time.perf_counter() - started) * 1000)
+            envelope = mime.build(
+                message_id=message.message_id, idempotency_key=message.idempotency_key,
+                from_email=settings.smtp_from_email, from_name=settings.smtp_from_name,
+                to_email=message.recipient_email, to_name=message.recipient_name,
+                subject=rendered.subject, html=rendered.html, text=rendered.text,
+                unsubscribe_url=context["unsubscribe_url"],
+                list_id=f"{message.template_type.replace('_', '-')}.{settings.from_domain}",
+                date=at,
+            )
+            ready.append((message, envelope, rendered.subject))
+        except mime.InvalidRecipient as exc:
+            broken.append((message, str(exc)))
+        except (TemplateMissing, TemplateError, KeyError, ValueError) as exc:
+            broken.append((message, f"cannot render {message.template_type}: {type(exc).__name__}: {exc}"))
+    return ready, broken, render_ms
+
+
+@task(
+    name="deliver-batch",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_server_down,
+)
+def deliver_batch(now: datetime | None = None, limit: int = 500, template_types: list[str] | None = None) -> dict[str, Any]:
+    """Claim up to limit due messages and send them over one SMTP connection."""
+    settings = get_settings()
+    claimed_at = now or datetime.now(timezone.utc)
+    token = uuid.uuid4().hex
+    with transaction() as session:
+        messages = outbox.claim(session, claimed_at, limit, token, template_types)
+    counts: Counter[str] = Counter(claimed=len(messages))
+    if not messages:
+        return {"counts": dict(counts), "render_ms": []}
+    ready, broken, render_ms = _prepare(messages, settings, now)
+    with transaction() as session:
+        for message, reason in broken:
+            session.add(message)
+            outbox.mark_failed(session, message, now or datetime.now(timezone.utc), reason)
+            counts["failed"] += 1
+    try:
+        with SmtpConnection(settings) as connection, transaction() as session:
+            for message, envelope, subject in ready:
+                result = connection.send(envelope)
+                at = now or datetime.now(timezone.utc)
+                session.add(message)
+                if result.outcome is Outcome.SENT:
+                    outbox.mark_sent(session, message, at, subject, f"{result.code} {result.response}")
+                elif result.outcome is Outcome.DEFERRED:
+                    outbox.mark_deferred(session, message, at, result.code, result.response)
+                else:
+                    outbox.mark_bounced(session, message, at, result.code, result.response)
+                # committed per message: a crash later in the batch cannot un-record this send
+                session.commit()
+                # sent | deferred | failed (out of retries) | bounced
+                counts["bounced" if result.outcome is Outcome.BOUNCED else message.status] += 1
+    except BaseException:
+        with transaction() as session:
+            released = outbox.release(session, token)
+        run_logger().warning("delivery batch stopped; %d unsent messages back in the queue", released)
+        raise
+    return {"counts": dict(counts), "render_ms": render_ms}
+
+
+@dataclass
+class DeliveryReport:
+    counts: Counter[str]
+    render_ms: list[float]
+    error: str | None = None
+
+
+def deliver_due(now: datetime | None, batch_size: int, template_types: list[str] | None = None) -> DeliveryReport:
+    """Deliver due messages batch by batch (one task run per batch) until none are left."""
+    report = DeliveryReport(Counter(), [])
+    while True:
+        state = deliver_batch(now=now, limit=batch_size, template_types=template_types, return_state=True)
+        if state.is_failed():
+            # the batch's messages went back to the queue; a later run delivers them
+            report.error = str(state.message or "delivery failed")
+            return report
+        result = state.result()
+        report.counts.update(result["counts"])
+        report.render_ms.extend(result["render_ms"])
+        if result["counts"].get("claimed", 0) < batch_size:
+            return report

@@ -1,0 +1,128 @@
+"""MIME: one multipart/alternative message as bytes, with the list headers mailbox providers require.
+
+Built by hand from the stdlib's encoders rather than the email package's object
+model: the result is the same RFC 5322/2045 text (tests parse it back with the
+email package), at a tenth of the cost per message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+from email_validator import EmailNotValidError, validate_email
+
+
+CRLF = "\r\n"
+
+
+class InvalidRecipient(ValueError):
+    """This message cannot be addressed (bad address, header injection); the batch goes on."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What SMTP needs to send one built message."""
+
+    message_id: int
+    sender: str
+    recipient: str
+    data: bytes
+
+
+def checked_address(address: str | None) -> str:
+    """The ASCII form of a valid address, or InvalidRecipient with the reason."""
+    if not address:
+        raise InvalidRecipient("no recipient address")
+    if any(c in address for c in "\r\n\0"):
+        raise InvalidRecipient("recipient address contains a line break")
+    try:
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidRecipient(f"invalid recipient address: {exc}") from None
+    return valid.ascii_email or valid.normalized
+
+
+def checked_name(name: str | None) -> str:
+    if not name:
+        return ""
+    if any(c in name for c in "\r\n\0"):
+        raise InvalidRecipient("recipient name contains a line break (header injection)")
+    return name
+
+
+def message_id_header(message_id: int, idempotency_key: str, domain: str) -> str:
+    """Derived from the message, so a resend after a lost commit carries the same Message-ID."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+    return f"<{message_id}.{digest}@{domain}>"
+
+
+def _header(name: str, value: str) -> str:
+    # Header folds long lines and encodes non-ASCII as RFC 2047 words
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    encoded = Header(value, charset, header_name=name).encode(linesep=CRLF)
+    return f"{name}: {encoded}"
+
+
+def _address(name: str, email: str) -> str:
+    return formataddr((name, email), charset="utf-8") if name else email
+
+
+def _qp(body: str) -> bytes:
+    # quoted-printable keeps mostly-ASCII bodies readable and under 76 columns per line
+    return binascii.b2a_qp(body.replace("\r\n", "\n").encode("utf-8")).replace(b"\n", b"\r\n")
+
+
+def build(
+    *,
+    message_id: int,
+    idempotency_key: str,
+    from_email: str,
+    from_name: str,
+    to_email: str | None,
+    to_name: str | None,
+    subject: str,
+    html: str,
+    text: str,
+    unsubscribe_url: str,
+    list_id: str,
+    date: datetime,
+) -> Envelope:
+    """multipart/alternative (text, then HTML) with RFC 8058 one-click unsubscribe headers."""
+    recipient = checked_address(to_email)
+    name = checked_name(to_name)
+    domain = from_email.rsplit("@", 1)[1]
+    boundary = f"=_tm{message_id}_{hashlib.sha1(idempotency_key.encode()).hexdigest()[:12]}"
+    headers = [
+        f"From: {_address(from_name, from_email)}",
+        f"To: {_address(name, recipient)}",
+        _header("Subject", subject.replace("\r", " ").replace("\n", " ")),
+        f"Date: {format_datetime(date)}",
+        f"Message-ID: {message_id_header(message_id, idempotency_key, domain)}",
+        f"List-ID: {list_id}",
+        f"List-Unsubscribe: <{unsubscribe_url}>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "Auto-Submitted: auto-generated",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+    ]
+    part = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    delimiter = f"\r\n--{boundary}\r\n".encode()
+    data = b"".join(
+        (
+            "\r\n".join(headers).encode("ascii"),
+            b"\r\n",
+            delimiter,
+            part % b"plain",
+            _qp(text),
+            delimiter,
+            part % b"html",
+            _qp(html),
+            f"\r\n--{boundary}--\r\n".encode(),
+        )
+    )
+    return Envelope(message_id=message_id, sender=from_email, recipient=recipient, data=data)

@@ -1,0 +1,157 @@
+"""Rendering: Jinja2 templates -> subject, HTML (CSS inlined) and text, per message."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, select_autoescape
+from markupsafe import Markup
+
+from tutormax.links import Links
+from tutormax.settings import PROJECT_ROOT, Settings
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+_TEMPLATE_NAME = re.compile(r"^v\d+(_[a-z])?$")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class TemplateMissing(LookupError):
+    """No template exists for this type, version and variant."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str
+
+
+def _local(value: datetime | date, tz: ZoneInfo) -> datetime | date:
+    return value.astimezone(tz) if isinstance(value, datetime) else value
+
+
+def _filters(tz: ZoneInfo) -> dict[str, Callable[..., str]]:
+    def format_date(value: datetime | date, fmt: str = "%A, %B %-d") -> str:
+        return _local(value, tz).strftime(fmt)
+
+    def format_datetime(value: datetime, fmt: str = "%A, %B %-d at %-I:%M %p %Z") -> str:
+        return _local(value, tz).strftime(fmt)
+
+    def format_number(value: float | int, decimals: int = 0) -> str:
+        return f"{value:,.{decimals}f}"
+
+    return {"format_date": format_date, "format_datetime": format_datetime, "format_number": format_number}
+
+
+def template_name(version: str, variant: str | None) -> str:
+    """v1 + variant b -> "v1_b"; variant a (the control) is the version itself."""
+    return version if not variant or variant == "a" else f"{version}_{variant}"
+
+
+class Renderer:
+    """Compiles each template once and renders many messages from it."""
+
+    def __init__(self, timezone: str, templates_dir: Path = TEMPLATES_DIR) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,  # compiled templates stay cached for the process
+            cache_size=1000,
+        )
+        self.env.filters.update(_filters(ZoneInfo(timezone)))
+        # keep @media rules (mobile and dark mode) in <style>; everything else goes inline for Gmail
+        self.inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
+        self._cache: dict[tuple[str, str], tuple[Template, Template]] = {}
+
+    def templates(self, template_type: str, name: str) -> tuple[Template, Template]:
+        """The (HTML, text) templates for a type and name like "v1" or "v1_b"."""
+        key = (template_type, name)
+        if key not in self._cache:
+            if not _TEMPLATE_NAME.match(name) or not re.fullmatch(r"[a-z_]+", template_type):
+                raise TemplateMissing(f"bad template name {template_type}/{name}")
+            version = name.split("_")[0]
+            try:
+                html = self.env.get_template(f"{template_type}/{name}.html")
+                text = self.env.select_template([f"{template_type}/{name}.txt", f"{template_type}/{version}.txt"])
+            except TemplateNotFound as exc:
+                raise TemplateMissing(f"no template {template_type}/{name}: {exc}") from None
+            self._cache[key] = (html, text)
+        return self._cache[key]
+
+    def render(self, template_type: str, name: str, context: dict[str, Any]) -> Rendered:
+        """Subject, inlined HTML and text for one message."""
+        html_t, text_t = self.templates(template_type, name)
+        subject_parts = html_t.blocks["subject"](html_t.new_context(context))
+        # the block renders autoescaped HTML; a Subject header wants plain text on one line
+        subject = _WHITESPACE.sub(" ", Markup("".join(subject_parts)).unescape()).strip()
+        html = self.inliner.inline(html_t.render(context))
+        text = text_t.render(context) + "\n"
+        return Rendered(subject=subject, html=html, text=text)
+
+    def available(self) -> list[tuple[str, str]]:
+        """Every (type, name) that has an HTML template."""
+        found = []
+        for path in sorted(Path(self.env.loader.searchpath[0]).glob("*/v*.html")):  # type: ignore[attr-defined]
+            found.append((path.parent.name, path.stem))
+        return found
+
+
+@lru_cache(maxsize=4)
+def get_renderer(timezone: str) -> Renderer:
+    """One renderer (and template cache) per process and time zone."""
+    return Renderer(timezone)
+
+
+def brand(settings: Settings) -> dict[str, str]:
+    """Branding shared by every template."""
+    return {
+        "name": settings.smtp_from_name,
+        "logo_text": settings.smtp_from_name,
+        "physical_address": settings.physical_address,
+        "support_url": f"{settings.tracking_base_url}/help",
+    }
+
+
+def _feedback_reminder(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    ended = datetime.fromisoformat(meta["session_ended_at"])
+    return {
+        "student_name": meta["student_name"],
+        "tutor_name": meta["tutor_name"],
+        "subject_name": meta["subject_name"],
+        "session_date": ended,
+        "hours_since_session": max(0, int((now - ended).total_seconds() // 3600)),
+        "feedback_url": links.feedback(message_id),
+        "is_parent": bool(meta["is_parent"]),
+    }
+
+
+# per template type: the message's stored metadata -> that template's variables
+CONTEXT_BUILDERS: dict[str, Callable[[dict[str, Any], Links, int, datetime], dict[str, Any]]] = {
+    "feedback_reminder": _feedback_reminder,
+}
+
+
+def message_context(
+    *, template_type: str, message_id: int, recipient_name: str | None, metadata: dict[str, Any],
+    settings: Settings, links: Links, now: datetime,
+) -> dict[str, Any]:
+    """Everything a template may reference for one message."""
+    context = {
+        "brand": brand(settings),
+        "recipient_name": recipient_name or "there",
+        "unsubscribe_url": links.unsubscribe(message_id),
+        "preferences_url": links.preferences(message_id),
+        "now": now,
+    }
+    context.update(CONTEXT_BUILDERS[template_type](metadata, links, message_id, now))
+    return context

@@ -1,0 +1,51 @@
+"""The summary artifact every flow ends with."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.deliver import DeliveryReport
+
+FIGURES = ("planned", "sent", "deferred", "failed", "bounced", "skipped", "already_planned")
+
+
+def summarize(flow_name: str, now: datetime, planned: dict[str, int], delivery: DeliveryReport | None,
+              dry_run: bool) -> dict[str, Any]:
+    """One dict of counts for the run: what was planned and what delivery did with it."""
+    counts = delivery.counts if delivery else {}
+    render_ms = sorted(delivery.render_ms) if delivery else []
+    return {
+        "flow": flow_name,
+        "now": now.isoformat(),
+        "dry_run": dry_run,
+        "planned": planned.get("queued", 0),
+        "skipped": planned.get("skipped", 0),
+        "already_planned": planned.get("already_planned", 0),
+        "sent": counts.get("sent", 0),
+        "deferred": counts.get("deferred", 0),
+        "failed": counts.get("failed", 0),
+        "bounced": counts.get("bounced", 0),
+        "render_ms_p50": round(statistics.median(render_ms), 3) if render_ms else None,
+        "delivery_error": delivery.error if delivery else None,
+    }
+
+
+@task(name="publish-summary")
+def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the run's counts as a keyed markdown artifact (it versions on the Artifacts page)."""
+    rows = "\n".join(f"| {name.replace('_', ' ')} | {summary[name]} |" for name in FIGURES)
+    notes = []
+    if summary["dry_run"]:
+        notes.append("Dry run: nothing was written or sent.")
+    if summary["delivery_error"]:
+        notes.append(f"Delivery stopped: {summary['delivery_error']}. Unsent messages stay queued for the next run.")
+    if summary["render_ms_p50"] is not None:
+        notes.append(f"Render p50: {summary['render_ms_p50']} ms.")
+    markdown = f"# {summary['flow']} at {summary['now']}\n\n| figure | count |\n|---|---|\n{rows}\n\n" + "\n\n".join(notes)
+    create_markdown_artifact(key=f"{summary['flow']}-summary", markdown=markdown, description=f"{summary['flow']} run summary")
+    return summary

@@ -1,0 +1,281 @@
+"""Shared fixtures: both databases, a real SMTP server with faults on cue, one Prefect harness."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, delete, text
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_var(tmp_path_factory) -> None:
+    # keep the project's var/ (demo database, secret key) out of the tests
+    os.environ["TUTORMAX_VAR_DIR"] = str(tmp_path_factory.mktemp("var"))
+    os.environ["SECRET_KEY"] = "test-secret-key"
+    os.environ["TRACKING_BASE_URL"] = "https://track.tutormax.example"
+
+
+def _pg_database(tmp_name: str) -> str:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{tmp_name}"'))
+            conn.execute(text(f'CREATE DATABASE "{tmp_name}"'))
+    except Exception as exc:  # never skip: a missing PostgreSQL is a failed run
+        pytest.exit(f"PostgreSQL is required for the test suite ({PG_ADMIN_URL}): {exc}", returncode=3)
+    finally:
+        admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{tmp_name}"
+
+
+def _drop_pg_database(name: str) -> None:
+    # WITH (FORCE) ends the pooled connections this process still holds
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_urls(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """One migrated SQLite file and one migrated PostgreSQL database for the whole run."""
+    from db.migrate import upgrade
+
+    sqlite_url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    pg_name = f"tutormax_test_{os.getpid()}"
+    pg_url = _pg_database(pg_name)
+    for url in (sqlite_url, pg_url):
+        upgrade(url)
+    yield {"sqlite": sqlite_url, "postgresql": pg_url}
+    _drop_pg_database(pg_name)
+
+
+@pytest.fixture
+def scratch_pg_database():
+    """Makes empty PostgreSQL databases on demand; drops them after the test."""
+    made = []
+
+    def make() -> str:
+        name = f"tutormax_scratch_{os.getpid()}_{len(made)}"
+        made.append(name)
+        return _pg_database(name)
+
+    yield make
+    for name in made:
+        _drop_pg_database(name)
+
+
+def _empty(url: str) -> None:
+    from db.models import Base
+    from db.session import get_engine
+
+    with get_engine(url).begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(delete(table))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, migrated_urls, monkeypatch) -> Iterator[str]:
+    """An empty migrated database, once on SQLite and once on PostgreSQL; Settings point at it."""
+    from tutormax.settings import get_settings
+
+    url = migrated_urls[request.param]
+    _empty(url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+# --- SMTP -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FaultyHandler:
+    """Accepts mail, except for recipients told to defer (4xx), bounce (5xx) or drop the connection."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], bytes]] = []
+        self.faults: dict[str, str] = {}   # address -> "defer" | "bounce" | "drop_once" | "drop"
+        self.dropped: list[str] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        action = self.faults.get(address.lower())
+        if action == "defer":
+            return "451 4.2.1 Mailbox temporarily unavailable"
+        if action == "bounce":
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        rcpt = envelope.rcpt_tos[0].lower()
+        action = self.faults.get(rcpt)
+        if action in ("drop_once", "drop"):
+            if action == "drop_once":
+                self.faults.pop(rcpt)
+            self.dropped.append(rcpt)
+            server.transport.close()  # hang up mid-transaction, before any reply
+            return "421 closing"
+        self.received.append((list(envelope.rcpt_tos), envelope.original_content))
+        return "250 2.0.0 Queued"
+
+
+@pytest.fixture
+def smtp_server(monkeypatch) -> Iterator[FaultyHandler]:
+    """A real aiosmtpd server on a free loopback port; Settings point at it."""
+    from aiosmtpd.controller import Controller
+
+    from tutormax.settings import get_settings
+
+    handler = FaultyHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    get_settings.cache_clear()
+    yield handler
+    controller.stop()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def dead_smtp(monkeypatch) -> int:
+    """Settings point at a loopback port where nothing listens."""
+    from tutormax.settings import get_settings
+
+    port = free_port()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    get_settings.cache_clear()
+    return port
+
+
+# --- Prefect --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory) -> Iterator[None]:
+    """One temporary Prefect server for every flow test."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+# --- platform rows --------------------------------------------------------------
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)
+
+
+class Platform:
+    """Builds small, exact platforms for one test."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.next_id = 1
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def tutor(self, name: str = "Tara Tutor") -> int:
+        from db.models import Manager, Tutor
+        from db.session import transaction
+
+        with transaction(self.url) as s:
+            manager = Manager(id=self._id(), name="Mona Manager", email=f"mona{self.next_id}@example.com")
+            s.add(manager)
+            s.flush()
+            tutor = Tutor(id=self._id(), name=name, email=f"tutor{self.next_id}@example.com", manager_id=manager.id,
+                          created_at=NOW - timedelta(days=400))
+            s.add(tutor)
+        return tutor.id
+
+    def student(self, *, age: int = 16, email: str | None = "default", name: str = "Sam Student",
+                parent_email: str | None = None, parent_consent: bool = False) -> int:
+        from db.models import Student
+        from db.session import transaction
+
+        sid = self._id()
+        birth = date(NOW.year - age, 1, 1) if NOW.month > 1 else date(NOW.year - age - 1, 1, 1)
+        with transaction(self.url) as s:
+            s.add(Student(id=sid, name=name, email=f"student{sid}@example.com" if email == "default" else email,
+                          birth_date=birth, parent_name="Pat Parent" if parent_email else None,
+                          parent_email=parent_email, parent_consent=parent_consent))
+        return sid
+
+    def session(self, tutor_id: int, student_id: int, *, ended_ago: timedelta, status: str = "completed",
+                number: int = 1) -> int:
+        from db.models import TutoringSession
+        from db.session import transaction
+
+        ended = NOW - ended_ago
+        sid = self._id()
+        with transaction(self.url) as s:
+            s.add(TutoringSession(
+                id=sid, tutor_id=tutor_id, student_id=student_id, session_number=number, subject="Algebra",
+                scheduled_start=ended - timedelta(hours=1),
+                started_at=ended - timedelta(hours=1) if status == "completed" else None,
+                ended_at=ended if status == "completed" else None, status=status))
+        return sid
+
+    def feedback(self, session_id: int, student_id: int, rating: int = 5) -> None:
+        from db.models import Feedback
+        from db.session import transaction
+
+        with transaction(self.url) as s:
+            s.add(Feedback(session_id=session_id, student_id=student_id, rating=rating, submitted_at=NOW))
+
+
+@pytest.fixture
+def platform(db_url) -> Platform:
+    return Platform(db_url)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The fixed instant tests run at (platform rows are placed relative to it)."""
+    return NOW
+
+
+@pytest.fixture
+def enqueue(db_url, now):
+    """Plan feedback-reminder messages straight into the outbox: enqueue(email, name=..., entity_id=...)."""
+    from db import outbox
+    from db.session import transaction
+
+    counter = iter(range(1, 10_000))
+
+    def _enqueue(email: str | None, name: str | None = "Sam Student", entity_id: int | None = None) -> int:
+        entity = entity_id or next(counter)
+        planned = outbox.PlannedMessage(
+            workflow_type="feedback_reminder", entity_type="session", entity_id=entity, step="reminder",
+            template_type="feedback_reminder", category="feedback_reminders", recipient_type="student",
+            recipient_email=email, recipient_name=name, recipient_id=entity,
+            metadata={"session_id": entity, "student_name": name or "Sam", "tutor_name": "Tara Tutor",
+                      "subject_name": "Algebra", "session_ended_at": (now - timedelta(hours=30)).isoformat(),
+                      "is_parent": False},
+        )
+        with transaction(db_url) as s:
+            outbox.plan(s, [planned], now)
+            from sqlalchemy import select
+
+            from db.models import EmailMessage
+            return s.scalar(select(EmailMessage.message_id).where(EmailMessage.idempotency_key == planned.idempotency_key))
+
+    return _enqueue

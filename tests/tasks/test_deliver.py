@@ -1,0 +1,163 @@
+"""Delivery against a real SMTP server: each outcome, reconnects, bad recipients, a dead server."""
+
+from __future__ import annotations
+
+import email
+from datetime import timedelta
+from email import policy
+
+import pytest
+from sqlalchemy import select
+
+from db.models import EmailMessage, EmailPreference, EmailTrackingEvent
+from db.session import transaction
+from tasks.deliver import ServerDown, deliver_batch
+
+
+def _by_id(url, message_id):
+    with transaction(url) as s:
+        return s.get(EmailMessage, message_id)
+
+
+def _events(url, message_id):
+    with transaction(url) as s:
+        return [e.event_type for e in s.scalars(select(EmailTrackingEvent).where(
+            EmailTrackingEvent.message_id == message_id).order_by(EmailTrackingEvent.event_id))]
+
+
+def test_2xx_is_sent_as_multipart_alternative_with_list_headers(smtp_server, enqueue, db_url, now):
+    mid = enqueue("sam@example.com", "Sam O'Neil")
+    result = deliver_batch.fn(now=now)
+    assert result["counts"] == {"claimed": 1, "sent": 1}
+
+    message = _by_id(db_url, mid)
+    assert (message.status, message.sent_at, message.retry_count) == ("sent", now, 0)
+    assert message.subject == "How was your Algebra session with Tara Tutor?"
+    assert _events(db_url, mid) == ["sent"]
+
+    ((rcpts, raw),) = smtp_server.received
+    assert rcpts == ["sam@example.com"]
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert parsed["Subject"] == message.subject
+    assert parsed["To"] == "Sam O'Neil <sam@example.com>"
+    assert parsed["Message-ID"].startswith(f"<{mid}.")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = parsed["List-Unsubscribe"]
+    assert unsubscribe.startswith("<https://track.tutormax.example/u/") and "@" not in unsubscribe
+    assert parsed["List-ID"] == "feedback-reminder.tutormax.example"
+    html = parsed.get_body(("html",)).get_content()
+    assert 'style="' in html  # CSS inlined for Gmail
+    assert "https://track.tutormax.example/f/" in html
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Tara Tutor" in text and "30 hours" in text
+
+
+def test_message_id_is_stable_across_resends(smtp_server, enqueue, db_url, now):
+    mid = enqueue("sam@example.com")
+    deliver_batch.fn(now=now)
+    with transaction(db_url) as s:  # the commit after SMTP accepted it was "lost"
+        s.get(EmailMessage, mid).status = "queued"
+    deliver_batch.fn(now=now)
+    first, second = (email.message_from_bytes(raw)["Message-ID"] for _, raw in smtp_server.received)
+    assert first == second
+
+
+def test_4xx_defers_with_exponential_backoff_then_fails(smtp_server, enqueue, db_url, now):
+    smtp_server.faults["busy@example.com"] = "defer"
+    mid = enqueue("busy@example.com")
+
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "deferred": 1}
+    message = _by_id(db_url, mid)
+    assert (message.status, message.retry_count, message.next_attempt_at) == ("deferred", 1, now + timedelta(seconds=60))
+
+    # not due yet at +59 s
+    assert deliver_batch.fn(now=now + timedelta(seconds=59))["counts"] == {"claimed": 0}
+    t = now + timedelta(seconds=60)
+    assert deliver_batch.fn(now=t)["counts"]["deferred"] == 1
+    assert _by_id(db_url, mid).next_attempt_at == t + timedelta(seconds=120)
+    t += timedelta(seconds=120)
+    deliver_batch.fn(now=t)
+    assert _by_id(db_url, mid).next_attempt_at == t + timedelta(seconds=240)
+    t += timedelta(seconds=240)
+    assert deliver_batch.fn(now=t)["counts"] == {"claimed": 1, "failed": 1}
+    message = _by_id(db_url, mid)
+    assert message.status == "failed" and message.retry_count == 3
+    assert "451" in message.failure_reason
+    assert _events(db_url, mid) == ["deferred", "deferred", "deferred", "failed"]
+    assert smtp_server.received == []
+
+
+def test_4xx_then_accepted_on_retry(smtp_server, enqueue, db_url, now):
+    smtp_server.faults["busy@example.com"] = "defer"
+    mid = enqueue("busy@example.com")
+    deliver_batch.fn(now=now)
+    del smtp_server.faults["busy@example.com"]
+    assert deliver_batch.fn(now=now + timedelta(seconds=61))["counts"] == {"claimed": 1, "sent": 1}
+    assert _by_id(db_url, mid).status == "sent"
+    assert len(smtp_server.received) == 1
+
+
+def test_5xx_is_a_hard_bounce_and_suppresses_the_address(smtp_server, enqueue, db_url, now):
+    smtp_server.faults["gone@example.com"] = "bounce"
+    mid = enqueue("Gone@Example.com")
+    ok = enqueue("fine@example.com")
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "bounced": 1, "sent": 1}
+    message = _by_id(db_url, mid)
+    assert (message.status, message.bounce_type) == ("failed", "hard")
+    assert message.bounce_reason.startswith("550")
+    assert _by_id(db_url, ok).status == "sent"
+    with transaction(db_url) as s:
+        pref = s.scalar(select(EmailPreference).where(EmailPreference.email == "gone@example.com"))
+    assert pref.suppressed and "550" in pref.suppression_reason
+    # never retried
+    assert deliver_batch.fn(now=now + timedelta(hours=1))["counts"] == {"claimed": 0}
+
+
+def test_dropped_connection_reconnects_and_the_batch_resumes(smtp_server, enqueue, db_url, now):
+    ids = [enqueue(f"r{i}@example.com") for i in range(5)]
+    smtp_server.faults["r2@example.com"] = "drop_once"
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 5, "sent": 5}
+    assert smtp_server.dropped == ["r2@example.com"]
+    assert sorted(r[0][0] for r in smtp_server.received) == [f"r{i}@example.com" for i in range(5)]
+    assert {_by_id(db_url, i).status for i in ids} == {"sent"}
+
+
+def test_a_server_that_keeps_dropping_puts_the_batch_back(smtp_server, enqueue, db_url, now):
+    first = enqueue("a@example.com")
+    stuck = enqueue("b@example.com")
+    smtp_server.faults["b@example.com"] = "drop"
+    with pytest.raises(ServerDown):
+        deliver_batch.fn(now=now)
+    assert _by_id(db_url, first).status == "sent"
+    assert _by_id(db_url, stuck).status == "queued"
+
+
+def test_dead_server_leaves_messages_queued(dead_smtp, enqueue, db_url, now):
+    mid = enqueue("a@example.com")
+    with pytest.raises(ServerDown) as err:
+        deliver_batch.fn(now=now)
+    assert f"127.0.0.1:{dead_smtp}" in str(err.value)
+    message = _by_id(db_url, mid)
+    assert (message.status, message.claim_token) == ("queued", None)
+
+
+@pytest.mark.parametrize(
+    ("address", "name", "reason"),
+    [
+        ("not-an-address", "Sam", "invalid recipient address"),
+        ("sam@example.com", "Sam\r\nBcc: victim@example.com", "line break"),
+        ("sam@example.com\r\nBcc: victim@example.com", "Sam", "line break"),
+        (None, "Sam", "no recipient address"),
+    ],
+)
+def test_bad_recipient_fails_that_message_and_the_batch_goes_on(smtp_server, enqueue, db_url, now, address, name, reason):
+    bad = enqueue(address, name)
+    good = enqueue("good@example.com")
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "failed": 1, "sent": 1}
+    message = _by_id(db_url, bad)
+    assert message.status == "failed" and reason in message.failure_reason
+    assert _by_id(db_url, good).status == "sent"
+    assert [r[0] for r in smtp_server.received] == [["good@example.com"]]
+    assert b"victim" not in smtp_server.received[0][1]

@@ -1,0 +1,63 @@
+"""MIME built by hand must parse cleanly with the email package and resist header injection."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime, timezone
+from email import policy
+
+import pytest
+
+from tasks.mime import InvalidRecipient, build, message_id_header
+
+
+def _build(**overrides):
+    args = dict(
+        message_id=77, idempotency_key="feedback_reminder:session:9:reminder", from_email="noreply@tutormax.example",
+        from_name="TutorMax", to_email="zoe@example.com", to_name="Zoë Ünal", subject="Wie war’s? " * 12,
+        html="<p>Grüße " + "x" * 300 + "</p>", text="Grüße\n" + "long line " * 40, unsubscribe_url="https://t.example/u/tok",
+        list_id="feedback-reminder.tutormax.example", date=datetime(2026, 11, 20, 15, tzinfo=timezone.utc),
+    )
+    args.update(overrides)
+    return build(**args)
+
+
+def test_parses_back_without_defects():
+    envelope = _build()
+    parsed = email.message_from_bytes(envelope.data, policy=policy.default)
+    assert all(not part.defects for part in parsed.walk())
+    assert parsed["Subject"] == "Wie war’s? " * 12
+    assert parsed["To"].addresses[0].display_name == "Zoë Ünal"
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n").startswith("Grüße\nlong line")
+    assert parsed.get_body(("html",)).get_content().startswith("<p>Grüße")
+    assert parsed["Date"].datetime == datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+    assert parsed["List-ID"] == "feedback-reminder.tutormax.example"
+    # RFC 5322: no line longer than 998 octets, CRLF line ends throughout
+    assert max(len(line) for line in envelope.data.split(b"\r\n")) <= 998
+    assert b"\n" not in envelope.data.replace(b"\r\n", b"")
+
+
+def test_message_id_is_derived_from_the_message():
+    assert _build().data.count(message_id_header(77, "feedback_reminder:session:9:reminder", "tutormax.example").encode()) == 1
+    assert message_id_header(77, "a", "d") == message_id_header(77, "a", "d") != message_id_header(78, "a", "d")
+
+
+def test_subject_line_breaks_cannot_inject_headers():
+    parsed = email.message_from_bytes(_build(subject="Hi\r\nBcc: victim@example.com").data, policy=policy.default)
+    assert parsed["Bcc"] is None
+    assert "victim" in parsed["Subject"]
+
+
+@pytest.mark.parametrize(
+    ("to_email", "to_name"),
+    [("zoe@example.com", "Zoë\nBcc: victim@example.com"), ("zoe@example.com\r\nBcc: v@example.com", "Zoë"),
+     ("no-at-sign", "Zoë"), ("", "Zoë"), ("zoë@exämple.com", "Zoë")],
+)
+def test_bad_recipients_are_refused_with_a_reason(to_email, to_name):
+    with pytest.raises(InvalidRecipient):
+        _build(to_email=to_email, to_name=to_name)
+
+
+def test_internationalized_domain_is_sent_as_punycode():
+    envelope = _build(to_email="zoe@exämple.com")
+    assert envelope.recipient == "zoe@xn--exmple-cua.com"

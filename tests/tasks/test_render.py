@@ -1,0 +1,92 @@
+"""Templates: every version and variant renders under StrictUndefined, escapes input, inlines CSS."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from jinja2 import UndefinedError
+
+from tasks.render import Renderer, TemplateMissing, brand, message_context, template_name
+from tutormax.links import Links
+from tutormax.settings import load_settings
+
+NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return Renderer("America/New_York")
+
+
+def _context(is_parent=False, student="Mia O'Brien <b>"):
+    settings = load_settings()
+    return message_context(
+        template_type="feedback_reminder", message_id=5, recipient_name="Pat & Co" if is_parent else student,
+        metadata={"student_name": student, "tutor_name": "Tara Tutor", "subject_name": "Algebra",
+                  "session_ended_at": (NOW - timedelta(hours=30)).isoformat(), "is_parent": is_parent},
+        settings=settings, links=Links(settings), now=NOW,
+    )
+
+
+def test_every_template_renders_for_students_and_parents(renderer):
+    names = renderer.available()
+    assert {("feedback_reminder", n) for n in ("v1", "v1_b", "v2")} <= set(names)
+    for template_type, name in names:
+        for is_parent in (False, True):
+            out = renderer.render(template_type, name, _context(is_parent))
+            assert out.subject and "\n" not in out.subject
+            assert "Tara Tutor" in out.text
+            assert "100 Learning Way" in out.html and "100 Learning Way" in out.text  # CAN-SPAM footer
+            assert "/u/" in out.html and "/p/" in out.html
+
+
+def test_personalization_and_escaping(renderer):
+    out = renderer.render("feedback_reminder", "v1", _context())
+    assert out.subject == "How was your Algebra session with Tara Tutor?"
+    assert "<b>" not in out.html.split("<body", 1)[1].replace("<b>", "", 0) or "&lt;b&gt;" in out.html
+    assert "Mia O'Brien <b>" in out.text  # plain text is not HTML-escaped
+    assert "30 hours" in out.text
+    assert "Friday, November 20" in out.text or "Thursday, November 19" in out.text
+
+
+def test_parent_wording(renderer):
+    out = renderer.render("feedback_reminder", "v1", _context(is_parent=True, student="Mia"))
+    assert "Mia" in out.subject and "your" not in out.subject.lower().split("mia")[0]
+
+
+def test_variants_are_chosen_by_name(renderer):
+    subjects = {n: renderer.render("feedback_reminder", n, _context()).subject for n in ("v1", "v1_b", "v2")}
+    assert len(set(subjects.values())) == 3
+    assert template_name("v1", "b") == "v1_b" and template_name("v1", "a") == "v1" and template_name("v2", None) == "v2"
+
+
+def test_css_is_inlined_but_media_queries_survive(renderer):
+    html = renderer.render("feedback_reminder", "v1", _context()).html
+    assert 'style="' in html
+    assert "prefers-color-scheme: dark" in html.replace("prefers-color-scheme:dark", "prefers-color-scheme: dark")
+    assert "max-width" in html
+
+
+def test_strict_undefined_refuses_missing_variables(renderer):
+    context = _context()
+    del context["tutor_name"]
+    with pytest.raises(UndefinedError):
+        renderer.render("feedback_reminder", "v1", context)
+
+
+@pytest.mark.parametrize("name", ["v9", "../../etc/passwd", "v1_zz", ""])
+def test_unknown_or_hostile_names_are_missing_templates(renderer, name):
+    with pytest.raises(TemplateMissing):
+        renderer.render("feedback_reminder", name, _context())
+
+
+def test_filters_use_the_configured_time_zone():
+    tokyo = Renderer("Asia/Tokyo")
+    tpl = tokyo.env.from_string("{{ t|format_datetime }} {{ n|format_number }}")
+    assert tpl.render(t=datetime(2026, 11, 20, 15, tzinfo=timezone.utc), n=1234567) == \
+        "Saturday, November 21 at 12:00 AM JST 1,234,567"
+
+
+def test_brand_has_a_physical_address():
+    assert brand(load_settings())["physical_address"]

@@ -1,0 +1,24 @@
+"""The local SMTP sink stores what it is sent in a Maildir."""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import socket
+
+from tutormax.sink import start_sink
+
+
+def test_sink_files_each_message(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = start_sink(tmp_path / "maildir", port=port)
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\r\n\r\nbody\r\n")
+            smtp.sendmail("a@example.com", ["c@example.com"], b"Subject: again\r\n\r\nbody\r\n")
+    finally:
+        sink.stop()
+    messages = sorted((m["Subject"], m["X-Sink-Rcpt-To"]) for m in mailbox.Maildir(tmp_path / "maildir").values())
+    assert messages == [("again", "c@example.com"), ("hi", "b@example.com")]

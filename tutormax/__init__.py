@@ -1,0 +1,1 @@
+"""TutorMax Mail: lifecycle email for a tutoring platform."""

@@ -1,0 +1,124 @@
+"""The `tutormax` command: migrate, generate demo data, run the sink, run or serve flows, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tutormax.settings import PROJECT_ROOT, ConfigError, var_dir
+
+
+def _prefect_home() -> None:
+    # keep Prefect's local state (ephemeral server database, logs) inside the project
+    os.environ.setdefault("PREFECT_HOME", str(var_dir() / "prefect"))
+
+
+def _now(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from db.migrate import downgrade, upgrade
+    from tutormax.settings import get_settings
+
+    settings = get_settings()
+    (downgrade if args.down else upgrade)(settings.database_url, args.revision or ("base" if args.down else "head"))
+    print(f"migrated {settings.safe_database_url()} {'down' if args.down else 'up'} to {args.revision or ('base' if args.down else 'head')}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from db.demo_data import PlatformSize, generate_platform
+    from tutormax.settings import get_settings
+
+    size = PlatformSize.for_sessions(args.sessions) if args.sessions else PlatformSize()
+    counts = generate_platform(get_settings().database_url, size=size, seed=args.seed,
+                               now=_now(args.now) or datetime.now(timezone.utc))
+    print(counts)
+
+
+def cmd_sink(args: argparse.Namespace) -> None:
+    import time
+
+    from tutormax.sink import start_sink
+
+    controller = start_sink(Path(args.maildir), args.host, args.port)
+    print(f"SMTP sink on {args.host}:{args.port}, storing messages in {args.maildir} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        controller.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    _prefect_home()
+    from flows.registry import FLOWS
+
+    result = FLOWS[args.flow](now=_now(args.now), dry_run=args.dry_run)
+    print(result)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _prefect_home()
+    from flows.registry import serve_all
+
+    serve_all(PROJECT_ROOT / "prefect.yaml")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    _prefect_home()
+    from tutormax.demo import run_demo
+
+    run_demo(sessions=args.sessions)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tutormax", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", help="apply (or with --down, revert) database migrations")
+    p.add_argument("--down", action="store_true")
+    p.add_argument("--revision")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("generate", help="fill an empty database with a demo tutoring platform")
+    p.add_argument("--sessions", type=int, default=0, help="platform size in sessions (default 20,000)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--now", help="ISO time the platform is generated around (default: now)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("sink", help="run a local SMTP sink that stores messages in a Maildir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8025)
+    p.add_argument("--maildir", default=str(var_dir() / "maildir"))
+    p.set_defaults(func=cmd_sink)
+
+    p = sub.add_parser("run", help="run one flow once, now")
+    p.add_argument("flow", choices=["feedback-reminders"])
+    p.add_argument("--now", help="ISO time to run as (backfill); default: the wall clock")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="serve every deployment in prefect.yaml on its schedule")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="the whole pipeline on embedded defaults, start to finish")
+    p.add_argument("--sessions", type=int, default=20000)
+    p.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

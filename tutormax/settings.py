@@ -1,0 +1,156 @@
+"""One settings object for the whole system, read from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def var_dir() -> Path:
+    """The writable state folder (database, maildir, journals, previews)."""
+    path = Path(os.environ.get("TUTORMAX_VAR_DIR", PROJECT_ROOT / "var"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class ConfigError(SystemExit):
+    """Bad configuration: stops the program with a message naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the system; embedded defaults run the demo on one machine."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    smtp_host: str = Field(default="127.0.0.1", validation_alias="SMTP_HOST")
+    smtp_port: int = Field(default=8025, ge=1, le=65535, validation_alias="SMTP_PORT")
+    smtp_user: str = Field(default="", validation_alias="SMTP_USER")
+    smtp_password: SecretStr = Field(default=SecretStr(""), validation_alias="SMTP_PASSWORD")
+    # "starttls" upgrades a plain connection (port 587); "ssl" is implicit TLS (port 465).
+    smtp_use_tls: str = Field(default="false", validation_alias="SMTP_USE_TLS")
+    smtp_timeout: float = Field(default=30.0, gt=0, validation_alias="SMTP_TIMEOUT")
+    smtp_from_email: str = Field(default="noreply@tutormax.example", validation_alias="SMTP_FROM_EMAIL")
+    smtp_from_name: str = Field(default="TutorMax", validation_alias="SMTP_FROM_NAME")
+    tracking_base_url: str = Field(default="http://127.0.0.1:8000", validation_alias="TRACKING_BASE_URL")
+    secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="SECRET_KEY")
+    timezone: str = Field(default="America/New_York", validation_alias="TIMEZONE")
+    analytics_api_token: SecretStr = Field(default=SecretStr(""), validation_alias="ANALYTICS_API_TOKEN")
+    physical_address: str = Field(
+        default="100 Learning Way, Suite 200, Boston, MA 02110, USA",
+        validation_alias="MAIL_PHYSICAL_ADDRESS",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="DELIVERY_BATCH_SIZE")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value:
+            return f"sqlite:///{var_dir() / 'tutormax.db'}"
+        try:
+            url = make_url(value)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
+            raise ValueError("not a database URL (expected e.g. postgresql://user@host/db)") from exc
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}; use sqlite or postgresql")
+        if url.drivername == "postgresql":
+            # SQLAlchemy 2.1 defaults to psycopg 3; the project ships psycopg2
+            return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        return value
+
+    @field_validator("smtp_use_tls")
+    @classmethod
+    def _tls(cls, value: str) -> str:
+        mode = value.strip().lower()
+        aliases = {"true": "starttls", "1": "starttls", "yes": "starttls", "starttls": "starttls",
+                   "ssl": "ssl", "tls": "ssl", "false": "none", "0": "none", "no": "none", "none": "none", "": "none"}
+        if mode not in aliases:
+            raise ValueError("expected true/false, starttls or ssl")
+        return aliases[mode]
+
+    @field_validator("smtp_from_email")
+    @classmethod
+    def _from_email(cls, value: str) -> str:
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("smtp_from_name")
+    @classmethod
+    def _from_name(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must not contain line breaks")
+        return value
+
+    @field_validator("tracking_base_url")
+    @classmethod
+    def _tracking_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected an IANA name like Europe/London)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def from_domain(self) -> str:
+        return self.smtp_from_email.rsplit("@", 1)[1]
+
+    def secret_bytes(self) -> bytes:
+        """The signing key: SECRET_KEY, else a random key kept under var/ for this install."""
+        if self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode()
+        path = var_dir() / "secret.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    def safe_database_url(self) -> str:
+        """The database URL with any password masked, for logs."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+_ENV_NAMES = {name: (field.validation_alias or name).upper() for name, field in Settings.model_fields.items()}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value stops with the variable's name."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            env_name = _ENV_NAMES.get(field, field.upper())
+            # never echo the input back: it may be a secret
+            problems.append(f"  {env_name}: {error['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()
