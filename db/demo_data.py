@@ -6,8 +6,11 @@ platform that looks like the real thing to the email flows:
 * managers each own an even share of the tutors; a few tutors joined during the window;
 * students are mostly 13-19, ~10% are under 13 (mostly with a consenting parent, some without
   consent or without a parent address, some without an address of their own), some are adults;
-* every tutor-student pair starts somewhere in the window, so `session_number == 1` happens all
-  the time, and sessions keep coming up to `now` and a few days past it (those are `scheduled`);
+* pairings begin and end all through the window at a steady rate, so `session_number == 1`
+  happens every day and sessions per day stay flat up to `now` and a few days past it (those
+  are `scheduled`); numbering starts at 1 with the first session inside the window;
+* a few brand-new pairings have a first session that ended 2-4 hours before `now`, so the
+  first-session check-in has work whatever hour `now` is;
 * sessions start at after-school hours in the student's own time zone (mostly US zones, DST
   included), never double-book a tutor, and are mostly completed with some no-shows and
   cancellations;
@@ -67,9 +70,10 @@ class PlatformSize:
 
     @classmethod
     def for_sessions(cls, sessions: int, *, days: int = 60) -> PlatformSize:
-        """A platform shaped like the default one (10 sessions per student, 100 per tutor) with `sessions` sessions."""
+        """A platform as busy per person as the default one (~12 sessions a week per tutor) with `sessions` sessions."""
         base = cls()
-        factor = sessions / base.sessions
+        # scale by sessions per day, so a shorter window does not overload each tutor
+        factor = (sessions / days) / (base.sessions / base.days)
         return cls(
             managers=max(1, round(base.managers * factor)),
             tutors=max(1, round(base.tutors * factor)),
@@ -135,6 +139,9 @@ COMMENTS = {
 }
 RATING_CUM = list(accumulate((3, 5, 12, 30, 50)))  # 1..5 stars, skewed high like real ratings
 
+YOUNG_AGES = (6, 7, 8, 9, 10, 11, 12)
+YOUNG_AGE_CUM = list(accumulate((1, 1, 2, 3, 4, 5, 6)))  # tutoring picks up towards middle school
+
 DURATIONS = (30, 45, 60, 90)
 DURATION_CUM = list(accumulate((15, 25, 45, 15)))
 YOUNG_DURATION_CUM = list(accumulate((45, 40, 15, 0)))  # young children rarely sit through 90 minutes
@@ -143,8 +150,13 @@ WEEKDAY_HOUR_CUM = list(accumulate((4, 10, 18, 22, 20, 16, 10)))
 WEEKEND_HOURS = (9, 10, 11, 12, 13, 14, 15, 16, 17)
 START_MINUTES = (0, 0, 0, 0, 30, 30, 15, 45)
 
-HABITUAL_RATE = 0.40  # share of a habitual rescheduler's sessions that move (several a week)
-NORMAL_RATE = 0.065  # everyone else; with ~5% habitual tutors the platform lands near 8%
+# Where to move a session that would double-book its tutor: the same evening first, then the
+# day before or after; a tutor with no gap in all of these is simply overbooked that day.
+SHIFTS = tuple(k * 1800 for k in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6)) + tuple(
+    d * DAY + k * 1800 for d in (1, -1, 2, -2) for k in (0, 1, -1, 2, -2, 3, -3))
+
+HABITUAL_PER_WEEK = 7.0  # a habitual rescheduler moves about this many sessions a week, whatever their load
+NORMAL_RATE = 0.05  # everyone else; with ~5% habitual tutors the platform lands near 8%
 
 
 def _slug(name: str) -> str:
@@ -231,8 +243,8 @@ class _Generator:
         self.conn, self.rng, self.size = conn, rng, size
         self.now = now
         window_start = now - timedelta(days=size.days)
-        # ~5% of sessions lie in the future: the future span is 5/95 of the past window
-        horizon = now + timedelta(days=size.days * 5 / 95)
+        # ~5% of sessions lie in the future (5/95 of the past window), but only the next few days
+        horizon = now + timedelta(days=min(size.days * 5 / 95, 7))
         self.base_day = (window_start - timedelta(days=2)).date()
         self.base = datetime.combine(self.base_day, time(), tzinfo=timezone.utc)
         self.t0 = int((window_start - self.base).total_seconds())
@@ -320,7 +332,7 @@ class _Generator:
             first, last = rng.choice(STUDENT_FIRST), rng.choice(LAST)
             u = rng.random()
             if u < 0.10:
-                age = _pick(rng, (6, 7, 8, 9, 10, 11, 12), [1, 2, 4, 7, 11, 16, 22])
+                age = _pick(rng, YOUNG_AGES, YOUNG_AGE_CUM)
             elif u < 0.75:
                 age = rng.randint(13, 17)
             elif u < 0.90:
@@ -419,7 +431,8 @@ class _Generator:
                 seen.add((tid, sid))
         # A few brand-new pairings whose first session ended 2-4 hours before now, whatever hour
         # now is: the first-session check-in flow has work even when now is a US morning.
-        for _ in range(max(1, round(size.tutors * 0.02))):
+        # (never more than a small share of all sessions, so tiny platforms stay satisfiable)
+        for _ in range(min(max(1, round(size.tutors * 0.02)), size.sessions // 50)):
             for _attempt in range(20):
                 tid, sid = rng.randint(1, size.tutors), rng.randint(1, size.students)
                 if (tid, sid) not in seen and self.active_from[tid] < self.now_s - DAY:
@@ -460,7 +473,7 @@ class _Generator:
     # --- sessions, feedback, reschedules --------------------------------------------
 
     def sessions(self) -> None:
-        by_tutor: list[list[list]] = [[] for _ in range(self.size.tutors + 1)]
+        by_tutor: list[list[_Pair]] = [[] for _ in range(self.size.tutors + 1)]
         for p in self.pair_list:
             if p.sessions:
                 by_tutor[p.tutor_id].append(p)
@@ -512,7 +525,7 @@ class _Generator:
                 take(pair.start, pair.minutes)
                 planned.append((pair.start, index, pair.minutes, 1))
         for index, pair in enumerate(pairs):
-            zone, lo, k, phase, minutes = self.zone[pair.student_id], pair.start, pair.sessions, pair.phase, pair.minutes
+            zone, lo, k, phase = self.zone[pair.student_id], pair.start, pair.sessions, pair.phase
             if phase >= 0:
                 # the window opens mid-day: spreading from that local midnight instead keeps the
                 # first evening as busy as the others (a few slots land hours before the window)
@@ -538,23 +551,27 @@ class _Generator:
                 if when >= horizon:  # squeezed against the horizon: keep the raw spot instead
                     when = int(min(target, horizon - HOUR)) // 1800 * 1800
                 previous = local_day
-                length = minutes if rng.random() >= 0.1 else rng.choice(DURATIONS)
+                length = pair.minutes if rng.random() >= 0.1 else rng.choice(DURATIONS)
                 if not free(when, length):
-                    for step in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
-                        if free(when + step * 1800, length):
-                            when += step * 1800
+                    for shift in SHIFTS:
+                        # never before the pairing (or the tutor) started, never past the horizon
+                        if earliest <= when + shift < horizon and free(when + shift, length):
+                            when += shift
                             break
                 take(when, length)
                 planned.append((when, index, length, 0))
         planned.sort()
         numbers = [0] * len(pairs)
-        habitual = tid in self.habitual
+        rate = NORMAL_RATE
+        if tid in self.habitual:
+            per_week = len(planned) * 7 * DAY / (horizon - self.t0)
+            rate = min(0.9, max(0.35, HABITUAL_PER_WEEK / per_week))
         for when, index, length, pinned in planned:
             numbers[index] += 1
-            self._session(tid, pairs[index], numbers[index], when, length, pinned, habitual)
+            self._session(tid, pairs[index], numbers[index], when, length, pinned, rate)
 
     def _session(self, tid: int, pair: _Pair, number: int, when: int, length: int, pinned: int,
-                 habitual: bool) -> None:
+                 reschedule_rate: float) -> None:
         rng, now_s, dt = self.rng, self.now_s, self.dt
         session_id = self.next_session
         self.next_session += 1
@@ -569,8 +586,12 @@ class _Generator:
         else:
             u = 0.0 if pinned else rng.random()
             if u < 0.89:
-                begin = when + (rng.randint(0, 180) if pinned else int(rng.triangular(-120, 480, 30)))
-                end = begin + length * MINUTE + (rng.randint(-120, 300) if pinned else int(rng.triangular(-180, 420, 0)))
+                # tutors log in a little early or late and overrun a little; the planted sessions
+                # stay tight so they end inside the 2-4 hour check-in window
+                late = rng.randint(0, 180) if pinned else int(rng.triangular(-120, 480, 30))
+                overrun = rng.randint(-120, 300) if pinned else int(rng.triangular(-180, 420, 0))
+                begin = when + late
+                end = begin + length * MINUTE + overrun
                 if end > now_s:
                     status = SessionStatus.SCHEDULED
                     started = dt(begin)
@@ -587,8 +608,8 @@ class _Generator:
             "subject": pair.subject, "scheduled_start": dt(when), "started_at": started, "ended_at": ended,
             "status": status.value,
         })
-        if rng.random() < (HABITUAL_RATE if habitual else NORMAL_RATE):
-            self._reschedules(session_id, tid, when, habitual)
+        if rng.random() < reschedule_rate:
+            self._reschedules(session_id, tid, when, reschedule_rate > NORMAL_RATE)
 
     def _feedback(self, session_id: int, sid: int, end: int) -> None:
         rng = self.rng
@@ -630,7 +651,12 @@ class _Generator:
                 lead = rng.uniform(6, 48) * HOUR
             else:
                 lead = rng.uniform(2, 6) * DAY
-            at = int(min(original, new_start, latest) - lead)
+            at = min(original, new_start) - lead
+            if at > latest:
+                # a move of a session days ahead happened at some point before now, not all
+                # of them in the last hour
+                at = latest - rng.uniform(0.25 * HOUR, 4 * DAY)
+            at = int(at)
             who = "tutor" if rng.random() < (0.85 if habitual else 0.45) else "student"
             events.append((original, new_start, at, who))
             new_start, latest = original, at

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -179,51 +179,78 @@ def release(session: Session, token: str) -> int:
     return result.rowcount
 
 
-def _event(session: Session, message_id: int, event_type: EventType, now: datetime, data: dict[str, Any]) -> None:
-    session.add(EmailTrackingEvent(message_id=message_id, event_type=event_type, event_time=now, event_data=data, created_at=now))
+@dataclass
+class Outcome:
+    """What happened to one message: new column values, the event to record, an address to suppress."""
+
+    message_id: int
+    values: dict[str, Any]
+    event: EventType
+    event_data: dict[str, Any]
+    at: datetime
+    suppress: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.values["status"]
 
 
-def mark_sent(session: Session, message: EmailMessage, now: datetime, subject: str, response: str) -> None:
-    message.status = MessageStatus.SENT
-    message.subject = subject
-    message.sent_at = now
-    message.smtp_response = response
-    message.claim_token = None
-    _event(session, message.message_id, EventType.SENT, now, {"smtp_response": response})
+def sent(message: EmailMessage, at: datetime, subject: str, response: str) -> Outcome:
+    values = {"status": MessageStatus.SENT, "subject": subject, "sent_at": at, "smtp_response": response}
+    return Outcome(message.message_id, values, EventType.SENT, {"smtp_response": response}, at)
 
 
-def mark_deferred(session: Session, message: EmailMessage, now: datetime, code: int, response: str) -> None:
+def failed(message: EmailMessage, at: datetime, reason: str) -> Outcome:
+    values = {"status": MessageStatus.FAILED, "failed_at": at, "failure_reason": reason}
+    return Outcome(message.message_id, values, EventType.FAILED, {"reason": reason}, at)
+
+
+def deferred(message: EmailMessage, at: datetime, code: int, response: str) -> Outcome:
     """A 4xx: retry later with exponential backoff (60 s, 120 s, 240 s), then give up."""
-    message.smtp_response = f"{code} {response}"
-    message.claim_token = None
+    answer = f"{code} {response}"
     if message.retry_count >= MAX_RETRIES:
-        mark_failed(session, message, now, f"gave up after {MAX_RETRIES} retries; last answer {code} {response}")
-        return
-    message.retry_count += 1
-    message.status = MessageStatus.DEFERRED
-    message.next_attempt_at = now + FIRST_RETRY_DELAY * (2 ** (message.retry_count - 1))
-    _event(session, message.message_id, EventType.DEFERRED, now, {"smtp_code": code, "smtp_response": response, "retry": message.retry_count})
+        outcome = failed(message, at, f"gave up after {MAX_RETRIES} retries; last answer {answer}")
+        outcome.values["smtp_response"] = answer
+        return outcome
+    retry = message.retry_count + 1
+    values = {"status": MessageStatus.DEFERRED, "retry_count": retry, "smtp_response": answer,
+              "next_attempt_at": at + FIRST_RETRY_DELAY * (2 ** (retry - 1))}
+    return Outcome(message.message_id, values, EventType.DEFERRED,
+                   {"smtp_code": code, "smtp_response": response, "retry": retry}, at)
 
 
-def mark_failed(session: Session, message: EmailMessage, now: datetime, reason: str) -> None:
-    message.status = MessageStatus.FAILED
-    message.failed_at = now
-    message.failure_reason = reason
-    message.claim_token = None
-    _event(session, message.message_id, EventType.FAILED, now, {"reason": reason})
-
-
-def mark_bounced(session: Session, message: EmailMessage, now: datetime, code: int, response: str) -> None:
+def bounced(message: EmailMessage, at: datetime, code: int, response: str) -> Outcome:
     """A 5xx: a hard bounce; the address is suppressed and never retried."""
-    message.status = MessageStatus.FAILED
-    message.failed_at = message.bounced_at = now
-    message.bounce_type = "hard"
-    message.bounce_reason = message.failure_reason = f"{code} {response}"
-    message.smtp_response = f"{code} {response}"
-    message.claim_token = None
-    _event(session, message.message_id, EventType.BOUNCED, now, {"smtp_code": code, "smtp_response": response, "bounce_type": "hard"})
-    if message.recipient_email:
-        suppress(session, message.recipient_email, f"hard bounce: {code} {response}", now)
+    answer = f"{code} {response}"
+    values = {"status": MessageStatus.FAILED, "failed_at": at, "bounced_at": at, "bounce_type": "hard",
+              "bounce_reason": answer, "failure_reason": answer, "smtp_response": answer}
+    return Outcome(message.message_id, values, EventType.BOUNCED,
+                   {"smtp_code": code, "smtp_response": response, "bounce_type": "hard"}, at,
+                   suppress=message.recipient_email)
+
+
+def record(session: Session, outcomes: Sequence[Outcome]) -> None:
+    """Write many outcomes in one go: one executemany UPDATE per shape, one INSERT of events."""
+    if not outcomes:
+        return
+    # bind names must differ from column names in an executemany UPDATE, hence the "v_" prefix
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for o in outcomes:
+        values = {**o.values, "updated_at": o.at, "claim_token": None}
+        shapes.setdefault(tuple(sorted(values)), []).append(
+            {"v_message_id": o.message_id, **{f"v_{k}": v for k, v in values.items()}})
+    table = EmailMessage.__table__
+    for keys, rows in shapes.items():
+        statement = update(table).where(table.c.message_id == bindparam("v_message_id"))
+        session.execute(statement.values({k: bindparam(f"v_{k}") for k in keys}), rows)
+    session.execute(
+        insert(EmailTrackingEvent.__table__),
+        [{"message_id": o.message_id, "event_type": o.event, "event_time": o.at, "event_data": o.event_data,
+          "is_machine": False, "created_at": o.at} for o in outcomes],
+    )
+    for o in outcomes:
+        if o.suppress:
+            suppress(session, o.suppress, o.values["bounce_reason"], o.at)
 
 
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:

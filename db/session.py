@@ -43,7 +43,8 @@ def _engine(url: str) -> Engine:
         event.listen(engine, "connect", lambda c, r: setattr(c, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # values_plus_batch: executemany UPDATEs (delivery outcomes) go in pages, not a round trip per row
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, executemany_mode="values_plus_batch")
 
 
 @lru_cache(maxsize=8)

@@ -33,6 +33,10 @@ class ServerDown(ConnectionError):
     """The SMTP server cannot be reached or keeps dropping us: retry the whole batch later."""
 
 
+class SmtpConfigError(RuntimeError):
+    """Credentials, TLS or AUTH do not fit the server: an operator has to fix the settings."""
+
+
 class Outcome(StrEnum):
     SENT = "sent"          # 2xx
     DEFERRED = "deferred"  # 4xx: try again later
@@ -81,17 +85,19 @@ class SmtpConnection:
         try:
             if s.smtp_use_tls == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout,
-                                                      context=ssl.create_default_context())
+                                                      context=s.tls_context())
             else:
                 smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
             smtp.ehlo()
             if s.smtp_use_tls == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=s.tls_context())
                 smtp.ehlo()
             if s.smtp_user:
                 smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
-        except smtplib.SMTPAuthenticationError:
-            raise  # permanent: retrying with the same credentials cannot help
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError, ssl.SSLCertVerificationError) as exc:
+            # permanent: retrying with the same settings cannot help
+            raise SmtpConfigError(f"SMTP server {s.smtp_host}:{s.smtp_port} refused our settings: "
+                                  f"{type(exc).__name__}: {exc}") from None
         except (OSError, smtplib.SMTPException) as exc:
             # the message names the host, never the credentials
             raise ServerDown(f"cannot reach SMTP server {s.smtp_host}:{s.smtp_port}: {type(exc).__name__}: {exc}") from None
@@ -184,6 +190,46 @@ def _prepare(messages, settings: Settings, now: datetime | None):
     return ready, broken, render_ms
 
 
+class OutcomeLog:
+    """Buffers outcomes and commits them in small groups.
+
+    A commit per message would cap delivery near the database's commit rate; a
+    group of at most FLUSH_EVERY outcomes or FLUSH_SECONDS keeps the window in
+    which a crash loses the record of an accepted message small, and a resend
+    in that window carries the same Message-ID.
+    """
+
+    FLUSH_EVERY = 100
+    FLUSH_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        self.pending: list[outbox.Outcome] = []
+        self.counts: Counter[str] = Counter()
+        self.last_flush = time.monotonic()
+
+    def add(self, outcome: outbox.Outcome, kind: str) -> None:
+        self.pending.append(outcome)
+        self.counts[kind] += 1
+        if len(self.pending) >= self.FLUSH_EVERY or time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with transaction() as session:
+                outbox.record(session, self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
+def _outcome(message, result: Result, at: datetime, subject: str) -> tuple[outbox.Outcome, str]:
+    if result.outcome is Outcome.SENT:
+        return outbox.sent(message, at, subject, f"{result.code} {result.response}"), "sent"
+    if result.outcome is Outcome.DEFERRED:
+        outcome = outbox.deferred(message, at, result.code, result.response)
+        return outcome, outcome.status  # deferred, or failed once out of retries
+    return outbox.bounced(message, at, result.code, result.response), "bounced"
+
+
 @task(
     name="deliver-batch",
     retries=3,
@@ -194,41 +240,28 @@ def _prepare(messages, settings: Settings, now: datetime | None):
 def deliver_batch(now: datetime | None = None, limit: int = 500, template_types: list[str] | None = None) -> dict[str, Any]:
     """Claim up to limit due messages and send them over one SMTP connection."""
     settings = get_settings()
-    claimed_at = now or datetime.now(timezone.utc)
     token = uuid.uuid4().hex
     with transaction() as session:
-        messages = outbox.claim(session, claimed_at, limit, token, template_types)
-    counts: Counter[str] = Counter(claimed=len(messages))
+        messages = outbox.claim(session, now or datetime.now(timezone.utc), limit, token, template_types)
     if not messages:
-        return {"counts": dict(counts), "render_ms": []}
+        return {"counts": {"claimed": 0}, "render_ms": []}
     ready, broken, render_ms = _prepare(messages, settings, now)
-    with transaction() as session:
-        for message, reason in broken:
-            session.add(message)
-            outbox.mark_failed(session, message, now or datetime.now(timezone.utc), reason)
-            counts["failed"] += 1
+    log = OutcomeLog()
+    for message, reason in broken:
+        log.add(outbox.failed(message, now or datetime.now(timezone.utc), reason), "failed")
     try:
-        with SmtpConnection(settings) as connection, transaction() as session:
+        with SmtpConnection(settings) as connection:
             for message, envelope, subject in ready:
                 result = connection.send(envelope)
-                at = now or datetime.now(timezone.utc)
-                session.add(message)
-                if result.outcome is Outcome.SENT:
-                    outbox.mark_sent(session, message, at, subject, f"{result.code} {result.response}")
-                elif result.outcome is Outcome.DEFERRED:
-                    outbox.mark_deferred(session, message, at, result.code, result.response)
-                else:
-                    outbox.mark_bounced(session, message, at, result.code, result.response)
-                # committed per message: a crash later in the batch cannot un-record this send
-                session.commit()
-                # sent | deferred | failed (out of retries) | bounced
-                counts["bounced" if result.outcome is Outcome.BOUNCED else message.status] += 1
+                log.add(*_outcome(message, result, now or datetime.now(timezone.utc), subject))
     except BaseException:
+        log.flush()
         with transaction() as session:
             released = outbox.release(session, token)
         run_logger().warning("delivery batch stopped; %d unsent messages back in the queue", released)
         raise
-    return {"counts": dict(counts), "render_ms": render_ms}
+    log.flush()
+    return {"counts": {"claimed": len(messages), **log.counts}, "render_ms": render_ms}
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -34,12 +35,22 @@ class Envelope:
     data: bytes
 
 
+# Plain ASCII addresses of the common shape pass without the full parser (a hot path:
+# ~0.07 ms a message); anything else, IDNs and quoted local parts included, gets email-validator.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
 def checked_address(address: str | None) -> str:
     """The ASCII form of a valid address, or InvalidRecipient with the reason."""
     if not address:
         raise InvalidRecipient("no recipient address")
     if any(c in address for c in "\r\n\0"):
         raise InvalidRecipient("recipient address contains a line break")
+    if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address) and len(address.split("@")[0]) <= 64:
+        return address
     try:
         valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
@@ -62,6 +73,8 @@ def message_id_header(message_id: int, idempotency_key: str, domain: str) -> str
 
 
 def _header(name: str, value: str) -> str:
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}"  # nothing to fold or encode
     # Header folds long lines and encodes non-ASCII as RFC 2047 words
     charset = "us-ascii" if value.isascii() else "utf-8"
     encoded = Header(value, charset, header_name=name).encode(linesep=CRLF)

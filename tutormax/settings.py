@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = Field(default=SecretStr(""), validation_alias="SMTP_PASSWORD")
     # "starttls" upgrades a plain connection (port 587); "ssl" is implicit TLS (port 465).
     smtp_use_tls: str = Field(default="false", validation_alias="SMTP_USE_TLS")
+    # a private CA for the SMTP server's certificate (else the system's trust store)
+    smtp_tls_ca_file: str = Field(default="", validation_alias="SMTP_TLS_CA_FILE")
     smtp_timeout: float = Field(default=30.0, gt=0, validation_alias="SMTP_TIMEOUT")
     smtp_from_email: str = Field(default="noreply@tutormax.example", validation_alias="SMTP_FROM_EMAIL")
     smtp_from_name: str = Field(default="TutorMax", validation_alias="SMTP_FROM_NAME")
@@ -77,6 +80,17 @@ class Settings(BaseSettings):
         if mode not in aliases:
             raise ValueError("expected true/false, starttls or ssl")
         return aliases[mode]
+
+    @field_validator("smtp_tls_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError("no such file")
+        return value
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate-verifying TLS for the SMTP connection."""
+        return ssl.create_default_context(cafile=self.smtp_tls_ca_file or None)
 
     @field_validator("smtp_from_email")
     @classmethod

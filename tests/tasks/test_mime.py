@@ -61,3 +61,23 @@ def test_bad_recipients_are_refused_with_a_reason(to_email, to_name):
 def test_internationalized_domain_is_sent_as_punycode():
     envelope = _build(to_email="zoe@exämple.com")
     assert envelope.recipient == "zoe@xn--exmple-cua.com"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a@example.com", "first.last+tag@sub.example.co.uk", "o'brien@example.org", "x_y-z@a-b.example"],
+)
+def test_plain_addresses_take_the_fast_path_and_agree_with_the_validator(address):
+    from email_validator import validate_email
+
+    from tasks.mime import checked_address
+
+    assert checked_address(address) == validate_email(address, check_deliverability=False).normalized
+
+
+@pytest.mark.parametrize("address", ["a..b@example.com", ".a@example.com", "a@-example.com", "a@example", "a b@example.com"])
+def test_malformed_addresses_fail_either_way(address):
+    from tasks.mime import checked_address
+
+    with pytest.raises(InvalidRecipient):
+        checked_address(address)
