@@ -82,6 +82,12 @@ def _empty(url: str) -> None:
             conn.execute(delete(table))
 
 
+@pytest.fixture
+def empty_database():
+    """Deletes every row of a database (the schema stays)."""
+    return _empty
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, migrated_urls, monkeypatch) -> Iterator[str]:
     """An empty migrated database, once on SQLite and once on PostgreSQL; Settings point at it."""
