@@ -167,14 +167,17 @@ def main() -> None:
         render_ms, mime_ms = render_and_mime_figures(min(args.n, 5000))
         log("warming up Prefect (the local server starts on first use)")
         feedback_reminders(now=now - timedelta(days=30), dry_run=True)
+        log("ceiling, first look: the same count of pre-built messages with plain smtplib")
+        ceiling_before = ceiling(port, args.n)
         log(f"end to end: the feedback-reminders flow plans and sends {args.n:,} reminders")
         started = time.perf_counter()
         summary = feedback_reminders(now=now, batch_size=args.batch_size)
         elapsed = time.perf_counter() - started
         if summary["sent"] != args.n:
             sys.exit(f"expected {args.n} sent, got {summary}")
-        log("ceiling: the same count of pre-built messages with plain smtplib")
-        ceiling_rate = ceiling(port, args.n)
+        log("ceiling, second look")
+        # the machine is noisy: the better of two looks is the ceiling, so the ratio errs low
+        ceiling_rate = max(ceiling_before, ceiling(port, args.n))
     finally:
         sink.terminate()
         sink.wait()

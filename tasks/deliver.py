@@ -8,6 +8,7 @@ import ssl
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -15,18 +16,21 @@ from typing import Any
 
 from jinja2 import TemplateError
 from prefect import task
-from tutormax.logs import run_logger
 from prefect.tasks import exponential_backoff
+from sqlalchemy.exc import SQLAlchemyError
 
 from db import outbox
 from db.session import transaction
 from tasks import mime
 from tasks.mime import Envelope
 from tasks.render import TemplateMissing, get_renderer, message_context, template_name
+from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.links import Links
+from tutormax.logs import run_logger
 from tutormax.settings import Settings, get_settings
 
 RECONNECTS_PER_MESSAGE = 2
+PREPARE_CHUNK = 50
 
 
 class ServerDown(ConnectionError):
@@ -146,17 +150,6 @@ class SmtpConnection:
 # --- the delivery task: claim a batch, render, build, send, record each outcome ---
 
 
-def _server_down(task, task_run, state) -> bool:
-    """Retry the batch only when the server was unreachable; anything else is permanent."""
-    try:
-        state.result()
-    except ServerDown:
-        return True
-    except Exception:
-        return False
-    return False
-
-
 def _prepare(messages, settings: Settings, now: datetime | None):
     """Render and build every claimed message; ones that cannot be built fail with a reason."""
     renderer = get_renderer(settings.timezone)
@@ -191,12 +184,13 @@ def _prepare(messages, settings: Settings, now: datetime | None):
 
 
 class OutcomeLog:
-    """Buffers outcomes and commits them in small groups.
+    """Buffers outcomes and commits them in small groups, on a writer thread.
 
     A commit per message would cap delivery near the database's commit rate; a
     group of at most FLUSH_EVERY outcomes or FLUSH_SECONDS keeps the window in
     which a crash loses the record of an accepted message small, and a resend
-    in that window carries the same Message-ID.
+    in that window carries the same Message-ID. Writing on a thread of its own
+    lets the SMTP conversation go on while the database commits.
     """
 
     FLUSH_EVERY = 100
@@ -205,20 +199,39 @@ class OutcomeLog:
     def __init__(self) -> None:
         self.pending: list[outbox.Outcome] = []
         self.counts: Counter[str] = Counter()
+        self.attempted: set[int] = set()
         self.last_flush = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes")
+        self._writes: list[Future[None]] = []
 
     def add(self, outcome: outbox.Outcome, kind: str) -> None:
         self.pending.append(outcome)
+        self.attempted.add(outcome.message_id)
         self.counts[kind] += 1
         if len(self.pending) >= self.FLUSH_EVERY or time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
             self.flush()
 
+    @staticmethod
+    def _write(outcomes: list[outbox.Outcome]) -> None:
+        with transaction() as session:
+            outbox.record(session, outcomes)
+
     def flush(self) -> None:
         if self.pending:
-            with transaction() as session:
-                outbox.record(session, self.pending)
-            self.pending = []
+            batch, self.pending = self.pending, []
+            self._writes.append(self._writer.submit(self._write, batch))
         self.last_flush = time.monotonic()
+        while self._writes and self._writes[0].done():
+            self._writes.pop(0).result()  # a failed write stops the batch here
+
+    def close(self) -> None:
+        """Write what is left and wait for every write; raises the first failure."""
+        try:
+            self.flush()
+            for write in self._writes:
+                write.result()
+        finally:
+            self._writer.shutdown(wait=True)
 
 
 def _outcome(message, result: Result, at: datetime, subject: str) -> tuple[outbox.Outcome, str]:
@@ -230,12 +243,27 @@ def _outcome(message, result: Result, at: datetime, subject: str) -> tuple[outbo
     return outbox.bounced(message, at, result.code, result.response), "bounced"
 
 
+def _salvage(log: OutcomeLog, token: str, claimed: list[int]) -> None:
+    """After a failed batch: record what was sent and put the rest back in the queue, if the database lets us."""
+    try:
+        log.close()
+        with transaction() as session:
+            # only messages never handed to the server: one whose outcome was lost keeps its claim
+            released = outbox.release(session, token, [m for m in claimed if m not in log.attempted])
+        run_logger().warning("delivery batch stopped; %d unsent messages back in the queue", released)
+    except SQLAlchemyError as exc:
+        # the claim's lease (db.outbox.CLAIM_LEASE) hands these messages to a later run
+        run_logger().error("delivery batch stopped and the database is unreachable (%s); %d outcomes "
+                           "unrecorded, the batch's claim expires in %s", type(exc).__name__, len(log.pending),
+                           outbox.CLAIM_LEASE)
+
+
 @task(
     name="deliver-batch",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=10),
     retry_jitter_factor=0.5,
-    retry_condition_fn=_server_down,
+    retry_condition_fn=retry_on(ServerDown, *DATABASE_DOWN),
 )
 def deliver_batch(now: datetime | None = None, limit: int = 500, template_types: list[str] | None = None) -> dict[str, Any]:
     """Claim up to limit due messages and send them over one SMTP connection."""
@@ -245,22 +273,29 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
         messages = outbox.claim(session, now or datetime.now(timezone.utc), limit, token, template_types)
     if not messages:
         return {"counts": {"claimed": 0}, "render_ms": []}
-    ready, broken, render_ms = _prepare(messages, settings, now)
     log = OutcomeLog()
-    for message, reason in broken:
-        log.add(outbox.failed(message, now or datetime.now(timezone.utc), reason), "failed")
-    try:
-        with SmtpConnection(settings) as connection:
-            for message, envelope, subject in ready:
-                result = connection.send(envelope)
-                log.add(*_outcome(message, result, now or datetime.now(timezone.utc), subject))
-    except BaseException:
-        log.flush()
-        with transaction() as session:
-            released = outbox.release(session, token)
-        run_logger().warning("delivery batch stopped; %d unsent messages back in the queue", released)
-        raise
-    log.flush()
+    render_ms: list[float] = []
+    chunks = [messages[i : i + PREPARE_CHUNK] for i in range(0, len(messages), PREPARE_CHUNK)]
+    # one thread renders the next chunk while this one waits on the SMTP server and the database
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as renderer:
+        pending = renderer.submit(_prepare, chunks[0], settings, now)
+        try:
+            with SmtpConnection(settings) as connection:
+                for index in range(len(chunks)):
+                    ready, broken, chunk_ms = pending.result()
+                    if index + 1 < len(chunks):
+                        pending = renderer.submit(_prepare, chunks[index + 1], settings, now)
+                    render_ms.extend(chunk_ms)
+                    for message, reason in broken:
+                        log.add(outbox.failed(message, now or datetime.now(timezone.utc), reason), "failed")
+                    for message, envelope, subject in ready:
+                        result = connection.send(envelope)
+                        log.add(*_outcome(message, result, now or datetime.now(timezone.utc), subject))
+        except BaseException:
+            pending.cancel()
+            _salvage(log, token, [m.message_id for m in messages])
+            raise
+    log.close()
     return {"counts": {"claimed": len(messages), **log.counts}, "render_ms": render_ms}
 
 

@@ -17,7 +17,6 @@ from email.utils import format_datetime, formataddr
 
 from email_validator import EmailNotValidError, validate_email
 
-
 CRLF = "\r\n"
 
 
@@ -116,7 +115,7 @@ def build(
         _header("Subject", subject.replace("\r", " ").replace("\n", " ")),
         f"Date: {format_datetime(date)}",
         f"Message-ID: {message_id_header(message_id, idempotency_key, domain)}",
-        f"List-ID: {list_id}",
+        f"List-ID: <{list_id}>",  # RFC 2919: the label in angle brackets
         f"List-Unsubscribe: <{unsubscribe_url}>",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "Auto-Submitted: auto-generated",

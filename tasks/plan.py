@@ -6,12 +6,13 @@ from dataclasses import asdict
 from datetime import datetime
 
 from prefect import task
-from tutormax.logs import run_logger
 
 from db import outbox, queries
-from db.events import Category, Priority, PRIORITY_RANK
+from db.events import PRIORITY_RANK, Category, Priority
 from db.session import transaction
 from tasks.recipients import for_student, preference_skip
+from tasks.retry import DATABASE_DOWN, retry_on
+from tutormax.logs import run_logger
 from tutormax.settings import get_settings
 
 
@@ -53,7 +54,7 @@ def feedback_reminder_messages(rows, prefs, today) -> list[outbox.PlannedMessage
     return planned
 
 
-@task(name="plan-feedback-reminders")
+@task(name="plan-feedback-reminders", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_on(*DATABASE_DOWN))
 def plan_feedback_reminders(now: datetime, dry_run: bool = False) -> dict[str, int]:
     """Write one outbox row per due session (insert-or-ignore); dry_run only counts."""
     logger = run_logger()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -93,3 +94,22 @@ def test_dead_server_retries_the_task_then_fails_the_run_keeping_messages_queued
     with transaction(db_url) as s:
         statuses = Counter(s.scalars(select(EmailMessage.status)))
     assert statuses == {"queued": 5, "skipped": 1}
+
+
+def test_unreachable_database_fails_the_run_with_a_clear_error(prefect_harness, monkeypatch, now):
+    import flows.feedback_reminders as module
+    from tutormax.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing")
+    get_settings.cache_clear()
+    monkeypatch.setattr(module, "plan_feedback_reminders",
+                        module.plan_feedback_reminders.with_options(retry_delay_seconds=0))
+    with pytest.raises(Exception, match="Connection refused|could not connect"):
+        feedback_reminders(now=now)
+    get_settings.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

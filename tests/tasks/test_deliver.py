@@ -46,7 +46,7 @@ def test_2xx_is_sent_as_multipart_alternative_with_list_headers(smtp_server, enq
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsubscribe = parsed["List-Unsubscribe"]
     assert unsubscribe.startswith("<https://track.tutormax.example/u/") and "@" not in unsubscribe
-    assert parsed["List-ID"] == "feedback-reminder.tutormax.example"
+    assert parsed["List-ID"] == "<feedback-reminder.tutormax.example>"
     html = parsed.get_body(("html",)).get_content()
     assert 'style="' in html  # CSS inlined for Gmail
     assert "https://track.tutormax.example/f/" in html

@@ -31,7 +31,7 @@ def test_parses_back_without_defects():
     assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n").startswith("Grüße\nlong line")
     assert parsed.get_body(("html",)).get_content().startswith("<p>Grüße")
     assert parsed["Date"].datetime == datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
-    assert parsed["List-ID"] == "feedback-reminder.tutormax.example"
+    assert parsed["List-ID"] == "<feedback-reminder.tutormax.example>"
     # RFC 5322: no line longer than 998 octets, CRLF line ends throughout
     assert max(len(line) for line in envelope.data.split(b"\r\n")) <= 998
     assert b"\n" not in envelope.data.replace(b"\r\n", b"")
