@@ -23,7 +23,7 @@ from db import outbox
 from db.session import transaction
 from tasks import mime
 from tasks.mime import Envelope
-from tasks.render import TemplateMissing, get_renderer, message_context, template_name
+from tasks.render import TemplateMissing, get_renderer, message_context, template_name, track
 from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.links import Links
 from tutormax.logs import run_logger
@@ -165,6 +165,7 @@ def _prepare(messages, settings: Settings, now: datetime | None):
                 settings=settings, links=links, now=at,
             )
             rendered = renderer.render(message.template_type, template_name(message.template_version, message.ab_variant), context)
+            rendered = track(rendered, links, message.message_id, {context["unsubscribe_url"], context["preferences_url"]})
             render_ms.append((time.perf_counter() - started) * 1000)
             envelope = mime.build(
                 message_id=message.message_id, idempotency_key=message.idempotency_key,

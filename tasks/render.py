@@ -155,3 +155,51 @@ def message_context(
     }
     context.update(CONTEXT_BUILDERS[template_type](metadata, links, message_id, now))
     return context
+
+
+_ANCHOR = re.compile(r"<a\s[^>]*>", re.IGNORECASE)
+_HREF = re.compile(r'\bhref\s*=\s*"([^"]*)"', re.IGNORECASE)
+_LINK_NAME = re.compile(r'\bdata-link-id\s*=\s*"([^"]*)"', re.IGNORECASE)
+_TEXT_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str]) -> Rendered:
+    """Rewrite every http(s) link to its tracked form and add the open pixel.
+
+    own_routes (unsubscribe, preferences) keep their URLs: they have routes of their own.
+    A link's name comes from its data-link-id (stable per template link); a link
+    without one is named by its position, and a text-part link that repeats an
+    HTML link's target shares that link's name.
+    """
+    names: dict[str, str] = {}
+
+    def tracked(target: str, name: str) -> str:
+        names.setdefault(target, name)
+        return links.click(message_id, names[target], target)
+
+    def rewrite_anchor(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        href = _HREF.search(tag)
+        if not href:
+            return tag
+        target = Markup(href.group(1)).unescape()
+        if not target.startswith(("http://", "https://")) or target in own_routes:
+            return tag
+        named = _LINK_NAME.search(tag)
+        name = named.group(1) if named else f"link_{len(names) + 1}"
+        return tag[: href.start(1)] + str(Markup.escape(tracked(target, name))) + tag[href.end(1) :]
+
+    html = _ANCHOR.sub(rewrite_anchor, rendered.html)
+    pixel = f'<img src="{links.open_pixel(message_id)}" width="1" height="1" alt="" style="display:block;border:0;height:1px;width:1px">'
+    closing = html.lower().rfind("</body>")
+    html = html[:closing] + pixel + html[closing:] if closing >= 0 else html + pixel
+
+    counter = iter(range(1, 1000))
+
+    def rewrite_text(match: re.Match[str]) -> str:
+        target = match.group(0)
+        if target in own_routes:
+            return target
+        return tracked(target, names.get(target) or f"text_{next(counter)}")
+
+    return Rendered(subject=rendered.subject, html=html, text=_TEXT_URL.sub(rewrite_text, rendered.text))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from tutormax.settings import Settings
 from tutormax.tokens import Purpose, Signer
 
@@ -13,8 +15,8 @@ class Links:
         self.base = settings.tracking_base_url
         self.signer = Signer(settings.secret_bytes())
 
-    def url(self, purpose: Purpose, message_id: int, link_id: int = 0) -> str:
-        return f"{self.base}/{purpose.value}/{self.signer.sign(purpose, message_id, link_id)}"
+    def url(self, purpose: Purpose, message_id: int, link: int = 0, extra: bytes = b"") -> str:
+        return f"{self.base}/{purpose.value}/{self.signer.sign(purpose, message_id, link, extra)}"
 
     def unsubscribe(self, message_id: int) -> str:
         return self.url(Purpose.UNSUBSCRIBE, message_id)
@@ -24,3 +26,18 @@ class Links:
 
     def feedback(self, message_id: int) -> str:
         return self.url(Purpose.FEEDBACK, message_id)
+
+    def open_pixel(self, message_id: int) -> str:
+        return f"{self.url(Purpose.OPEN, message_id)}.gif"
+
+    def click(self, message_id: int, name: str, target: str) -> str:
+        """A tracked link: the signed token carries the link's name and its target."""
+        return self.url(Purpose.CLICK, message_id, link_id(name), f"{name}\n{target}".encode())
+
+    def survey(self, message_id: int) -> str:
+        return self.url(Purpose.SURVEY, message_id)
+
+
+def link_id(name: str) -> int:
+    """A template link's stable numeric id, from its data-link-id name."""
+    return zlib.crc32(name.encode())

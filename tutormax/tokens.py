@@ -26,9 +26,9 @@ class Purpose(StrEnum):
     SURVEY = "s"
 
 
-_PAYLOAD = struct.Struct(">QI")  # message id, link id
-_MAC_BYTES = 12                  # 96-bit tag: unforgeable in practice, keeps URLs short
-_TOKEN_LEN = len(base64.urlsafe_b64encode(b"\0" * (_PAYLOAD.size + _MAC_BYTES)).rstrip(b"="))
+_HEADER = struct.Struct(">QI")  # message id, link id
+_MAC_BYTES = 12                 # 96-bit tag: unforgeable in practice, keeps URLs short
+MAX_TOKEN_CHARS = 4096          # a click token carries its target URL; nothing legitimate is longer
 
 
 class BadToken(ValueError):
@@ -39,6 +39,7 @@ class BadToken(ValueError):
 class TokenData:
     message_id: int
     link_id: int
+    extra: bytes = b""  # signed bytes carried in the token (a click's link name and target)
 
 
 class Signer:
@@ -51,20 +52,22 @@ class Signer:
     def _mac(self, purpose: Purpose, payload: bytes) -> bytes:
         return hmac.new(self._key, purpose.value.encode() + payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
-    def sign(self, purpose: Purpose, message_id: int, link_id: int = 0) -> str:
-        payload = _PAYLOAD.pack(message_id, link_id)
+    def sign(self, purpose: Purpose, message_id: int, link_id: int = 0, extra: bytes = b"") -> str:
+        payload = _HEADER.pack(message_id, link_id) + extra
         raw = payload + self._mac(purpose, payload)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
     def verify(self, purpose: Purpose, token: str) -> TokenData:
-        if not isinstance(token, str) or len(token) != _TOKEN_LEN or not token.isascii():
+        if not isinstance(token, str) or not 32 <= len(token) <= MAX_TOKEN_CHARS or not token.isascii():
             raise BadToken("malformed token")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise BadToken("malformed token") from None
-        payload, mac = raw[: _PAYLOAD.size], raw[_PAYLOAD.size :]
+        if len(raw) < _HEADER.size + _MAC_BYTES:
+            raise BadToken("truncated token")
+        payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if not hmac.compare_digest(mac, self._mac(purpose, payload)):
             raise BadToken("bad signature")
-        message_id, link_id = _PAYLOAD.unpack(payload)
-        return TokenData(message_id, link_id)
+        message_id, link_id = _HEADER.unpack(payload[: _HEADER.size])
+        return TokenData(message_id, link_id, payload[_HEADER.size :])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 from datetime import timedelta
 from email import policy
 
@@ -12,6 +13,8 @@ from sqlalchemy import select
 from db.models import EmailMessage, EmailPreference, EmailTrackingEvent
 from db.session import transaction
 from tasks.deliver import ServerDown, deliver_batch
+from tutormax.settings import get_settings
+from tutormax.tokens import Purpose, Signer
 
 
 def _by_id(url, message_id):
@@ -49,9 +52,17 @@ def test_2xx_is_sent_as_multipart_alternative_with_list_headers(smtp_server, enq
     assert parsed["List-ID"] == "<feedback-reminder.tutormax.example>"
     html = parsed.get_body(("html",)).get_content()
     assert 'style="' in html  # CSS inlined for Gmail
-    assert "https://track.tutormax.example/f/" in html
     text = parsed.get_body(("plain",)).get_content()
     assert "Tara Tutor" in text and "30 hours" in text
+    # every link is tracked but unsubscribe and preferences; the pixel is in the HTML only
+    signer = Signer(get_settings().secret_bytes())
+    hrefs = re.findall(r'href="(https?://[^"]+)"', html)
+    assert {h.split("/")[3] for h in hrefs} == {"c", "u", "p"}
+    targets = {signer.verify(Purpose.CLICK, h.rsplit("/", 1)[1]).extra.decode() for h in hrefs if "/c/" in h}
+    assert any(t.startswith("feedback_cta\nhttps://track.tutormax.example/f/") for t in targets)
+    assert re.search(r'<img src="https://track.tutormax.example/o/[\w-]+\.gif"', html)
+    text_urls = re.findall(r"https?://\S+", text)
+    assert {u.split("/")[3] for u in text_urls} == {"c", "u", "p"}
 
 
 def test_message_id_is_stable_across_resends(smtp_server, enqueue, db_url, now):

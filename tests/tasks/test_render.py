@@ -90,3 +90,35 @@ def test_filters_use_the_configured_time_zone():
 
 def test_brand_has_a_physical_address():
     assert brand(load_settings())["physical_address"]
+
+
+def test_track_rewrites_links_keeps_own_routes_and_adds_the_pixel():
+    from tasks.render import Rendered, track
+    from tutormax.tokens import Purpose, Signer
+
+    settings = load_settings()
+    links = Links(settings)
+    rendered = Rendered(
+        subject="s",
+        html='<html><body><a class="btn" href="https://example.com/a?x=1&amp;y=2" data-link-id="cta">Go</a>'
+             '<a href="https://example.com/other">Other</a><a href="mailto:help@example.com">Mail</a>'
+             '<a href="https://t.example/u/TOKEN">Unsubscribe</a></body></html>',
+        text="Go: https://example.com/a?x=1&y=2\nMore: https://example.com/more\nUnsubscribe: https://t.example/u/TOKEN\n",
+    )
+    out = track(rendered, links, 42, {"https://t.example/u/TOKEN"})
+    signer = Signer(settings.secret_bytes())
+
+    def decoded(url):
+        data = signer.verify(Purpose.CLICK, url.rsplit("/", 1)[1])
+        return data.message_id, data.extra.decode()
+
+    import re
+    hrefs = re.findall(r'href="([^"]+)"', out.html)
+    assert decoded(hrefs[0]) == (42, "cta\nhttps://example.com/a?x=1&y=2")
+    assert decoded(hrefs[1]) == (42, "link_2\nhttps://example.com/other")
+    assert hrefs[2:] == ["mailto:help@example.com", "https://t.example/u/TOKEN"]
+    assert out.html.count("/o/") == 1 and out.html.index("/o/") < out.html.index("</body>")
+    text_urls = re.findall(r"https?://\S+", out.text)
+    assert decoded(text_urls[0]) == (42, "cta\nhttps://example.com/a?x=1&y=2")  # same target, same name
+    assert decoded(text_urls[1]) == (42, "text_1\nhttps://example.com/more")
+    assert text_urls[2] == "https://t.example/u/TOKEN"

@@ -44,3 +44,12 @@ def test_every_single_character_change_is_rejected():
 def test_garbage_is_a_bad_token_never_a_crash(garbage):
     with pytest.raises(BadToken):
         signer.verify(Purpose.OPEN, garbage)
+
+
+def test_extra_payload_is_signed_too():
+    token = signer.sign(Purpose.CLICK, 9, 3, b"cta\nhttps://example.com/a?b=c")
+    assert signer.verify(Purpose.CLICK, token).extra == b"cta\nhttps://example.com/a?b=c"
+    forged = Signer(b"test-key").sign(Purpose.CLICK, 9, 3, b"cta\nhttps://evil.example/")
+    assert forged != token  # different payload, different MAC: tampering with the URL breaks the token
+    with pytest.raises(BadToken):
+        signer.verify(Purpose.CLICK, token[:-4])
