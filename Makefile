@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test serve sink bench-delivery smtp-sink clean
+.PHONY: install demo test serve sink tracker bench-delivery bench-tracker smtp-sink wrk clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ serve: $(STAMP)
 
 sink: $(STAMP)
 	$(PY) -m tutormax.cli sink
+
+# The tracker under gunicorn (TRACKER_BIND, TRACKER_WORKERS; TRACKING_BASE_URL must point at it).
+tracker: $(STAMP)
+	$(PY) -m tutormax.cli tracker
 
 # Postfix's smtp-sink: a C sink fast enough not to bound the delivery benchmark.
 smtp-sink:

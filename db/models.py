@@ -198,6 +198,7 @@ class EmailTrackingEvent(Base):
     __table_args__ = (
         Index("ix_tracking_events_message_type", "message_id", "event_type"),
         Index("ix_tracking_events_time", "event_time"),
+        UniqueConstraint("event_key", name="uq_tracking_events_event_key"),
     )
 
     event_id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -209,6 +210,12 @@ class EmailTrackingEvent(Base):
     link_url: Mapped[str | None] = mapped_column(Text)
     is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
     machine_reason: Mapped[str | None] = mapped_column(String(60))
+    device: Mapped[str | None] = mapped_column(String(20))
+    browser: Mapped[str | None] = mapped_column(String(80))
+    os: Mapped[str | None] = mapped_column(String(80))
+    link_name: Mapped[str | None] = mapped_column(String(80))
+    # set on events written to the tracker's journal while the database was down: ingesting twice is a no-op
+    event_key: Mapped[str | None] = mapped_column(String(40))
     event_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -258,3 +265,20 @@ class EmailWorkflowState(Base):
     context_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SurveyResponse(Base):
+    """A tutor's answers to the first-session check-in survey (one per survey email)."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("email_messages.message_id"), unique=True)
+    tutor_id: Mapped[int | None] = mapped_column(ForeignKey("tutors.id"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("tutoring_sessions.id"))
+    rating: Mapped[int] = mapped_column(SmallInteger)              # how did it go, 1-5
+    student_engaged: Mapped[str] = mapped_column(String(10))       # yes | somewhat | no
+    concern: Mapped[bool] = mapped_column(Boolean, default=False)  # "I have a concern" ticked
+    comment: Mapped[str | None] = mapped_column(Text)
+    concerning: Mapped[bool] = mapped_column(Boolean, default=False)  # escalates to the tutor's manager
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -48,14 +48,15 @@ def _engine(url: str) -> Engine:
 
 
 @lru_cache(maxsize=8)
-def _factory(url: str) -> sessionmaker[Session]:
+def session_factory(url: str) -> sessionmaker[Session]:
+    """Sessions bound to the engine for url."""
     return sessionmaker(_engine(url), expire_on_commit=False)
 
 
 @contextmanager
 def transaction(url: str | None = None) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on error."""
-    session = _factory(url or get_settings().database_url)()
+    session = session_factory(url or get_settings().database_url)()
     try:
         yield session
         session.commit()

@@ -71,6 +71,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve_all(PROJECT_ROOT / "prefect.yaml")
 
 
+def cmd_tracker(args: argparse.Namespace) -> None:
+    # exec: gunicorn becomes this process, so signals and exit codes are its own
+    conf = PROJECT_ROOT / "tracking_app" / "gunicorn.conf.py"
+    command = [sys.executable, "-m", "gunicorn", "-c", str(conf), "tracking_app.wsgi:app"]
+    if args.bind:
+        command += ["--bind", args.bind]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    os.chdir(PROJECT_ROOT)
+    os.execv(sys.executable, command)
+
+
+def cmd_ingest_journal(args: argparse.Namespace) -> None:
+    from tracking_app.journal import Journal
+
+    print(Journal(var_dir() / "journal").ingest())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     _prefect_home()
     from tutormax.demo import run_demo
@@ -107,6 +125,14 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("serve", help="serve every deployment in prefect.yaml on its schedule")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("tracker", help="serve the tracker under gunicorn (production)")
+    p.add_argument("--bind", help="host:port (default TRACKER_BIND or 127.0.0.1:8000)")
+    p.add_argument("--workers", type=int)
+    p.set_defaults(func=cmd_tracker)
+
+    p = sub.add_parser("ingest-journal", help="move events the tracker journaled during a database outage into the database")
+    p.set_defaults(func=cmd_ingest_journal)
 
     p = sub.add_parser("demo", help="the whole pipeline on embedded defaults, start to finish")
     p.add_argument("--sessions", type=int, default=20000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import ssl
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
         default="100 Learning Way, Suite 200, Boston, MA 02110, USA",
         validation_alias="MAIL_PHYSICAL_ADDRESS",
     )
+    # the tracker reads X-Forwarded-For only from these proxies (comma-separated CIDRs)
+    tracker_trusted_proxies: str = Field(default="", validation_alias="TRACKER_TRUSTED_PROXIES")
+    # opens from these networks are Apple Mail Privacy Protection prefetches
+    apple_proxy_networks: str = Field(default="17.0.0.0/8", validation_alias="APPLE_PROXY_NETWORKS")
     batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="DELIVERY_BATCH_SIZE")
 
     @field_validator("database_url")
@@ -80,6 +85,16 @@ class Settings(BaseSettings):
         if mode not in aliases:
             raise ValueError("expected true/false, starttls or ssl")
         return aliases[mode]
+
+    @field_validator("tracker_trusted_proxies", "apple_proxy_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP network (expected CIDR like 10.0.0.0/8)") from None
+        return value
 
     @field_validator("smtp_tls_ca_file")
     @classmethod

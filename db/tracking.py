@@ -1,0 +1,116 @@
+"""Named statements the tracker runs: events with their counters, preferences, responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.events import EventType
+from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, Feedback, SurveyResponse
+from db.session import is_postgres
+
+
+def _insert(session: Session, table):
+    return (postgresql.insert if is_postgres(session) else sqlite.insert)(table)
+
+
+def message(session: Session, message_id: int) -> Row | None:
+    """What the tracker needs to know about one message."""
+    m = EmailMessage
+    return session.execute(
+        select(m.message_id, m.recipient_email, m.recipient_type, m.recipient_id, m.template_type, m.category,
+               m.sent_at, m.status, m.message_metadata).where(m.message_id == message_id)
+    ).first()
+
+
+def recent_clicks(session: Session, message_id: int, since: datetime) -> list[datetime]:
+    """Times of this message's clicks since a moment (for the burst-of-clicks rule)."""
+    e = EmailTrackingEvent
+    return list(session.scalars(select(e.event_time).where(
+        e.message_id == message_id, e.event_type == EventType.CLICKED, e.event_time >= since)))
+
+
+def record_event(session: Session, event: dict[str, Any]) -> bool:
+    """Insert one event and bump its message's counters; an event_key seen before is a no-op."""
+    e = EmailTrackingEvent.__table__
+    inserted = session.execute(
+        _insert(session, e).values(**event).on_conflict_do_nothing(index_elements=["event_key"]).returning(e.c.event_id)
+        if event.get("event_key") else e.insert().values(**event).returning(e.c.event_id)
+    ).first()
+    if inserted is None:
+        return False
+    at, kind, m = event["event_time"], event["event_type"], EmailMessage
+    values: dict[str, Any] = {}
+    if kind == EventType.OPENED:
+        values = {"open_count": m.open_count + 1, "opened_at": func.coalesce(m.opened_at, at)}
+    elif kind == EventType.CLICKED:
+        # a click proves an open even when images were blocked
+        values = {"click_count": m.click_count + 1, "first_clicked_at": func.coalesce(m.first_clicked_at, at),
+                  "opened_at": func.coalesce(m.opened_at, at)}
+    elif kind == EventType.UNSUBSCRIBED:
+        values = {"unsubscribed_at": func.coalesce(m.unsubscribed_at, at)}
+    if values:
+        session.execute(update(m).where(m.message_id == event["message_id"]).values(**values),
+                        execution_options={"synchronize_session": False})
+    return True
+
+
+def preference(session: Session, email: str) -> EmailPreference | None:
+    return session.scalar(select(EmailPreference).where(EmailPreference.email == email.lower()))
+
+
+def set_preferences(session: Session, email: str, values: dict[str, Any], at: datetime) -> None:
+    """Upsert one address's preferences (addresses are stored lower-cased)."""
+    row = {"email": email.lower(), "created_at": at, "updated_at": at, **values}
+    stmt = _insert(session, EmailPreference.__table__).values(**row)
+    session.execute(stmt.on_conflict_do_update(index_elements=["email"], set_={**values, "updated_at": at}))
+
+
+def record_feedback(session: Session, *, session_id: int, student_id: int, rating: int, comment: str | None,
+                    message_id: int, at: datetime) -> bool:
+    """Store a session's feedback once; False when it already had some."""
+    stmt = _insert(session, Feedback.__table__).values(
+        session_id=session_id, student_id=student_id, rating=rating, comment=comment, message_id=message_id,
+        submitted_at=at).on_conflict_do_nothing(index_elements=["session_id"]).returning(Feedback.__table__.c.id)
+    return session.execute(stmt).first() is not None
+
+
+def record_survey(session: Session, answers: dict[str, Any]) -> bool:
+    """Store a check-in survey's answers once per survey email; False when already answered."""
+    table = SurveyResponse.__table__
+    stmt = _insert(session, table).values(**answers).on_conflict_do_nothing(index_elements=["message_id"])
+    return session.execute(stmt.returning(table.c.id)).first() is not None
+
+
+def delivery_counts(session: Session, *filters) -> dict[str, int]:
+    """Headline counts over messages, for the analytics API."""
+    m = EmailMessage
+    row = session.execute(select(
+        func.count().label("total"),
+        func.sum(case((m.status == "sent", 1), else_=0)).label("sent"),
+        func.sum(case((m.bounced_at.is_not(None), 1), else_=0)).label("bounced"),
+        func.sum(case((m.status == "failed", 1), else_=0)).label("failed"),
+        func.sum(case((m.status == "skipped", 1), else_=0)).label("skipped"),
+        func.sum(case((m.status.in_(["queued", "deferred", "sending"]), 1), else_=0)).label("pending"),
+        func.sum(case((m.opened_at.is_not(None), 1), else_=0)).label("opened"),
+        func.sum(case((m.first_clicked_at.is_not(None), 1), else_=0)).label("clicked"),
+        func.sum(case((m.unsubscribed_at.is_not(None), 1), else_=0)).label("unsubscribed"),
+    ).where(*filters)).one()
+    return {k: int(v or 0) for k, v in row._mapping.items()}
+
+
+def human_counts(session: Session, *filters) -> dict[str, int]:
+    """Messages with a human open (a human click counts as one) and with a human click."""
+    e, m = EmailTrackingEvent, EmailMessage
+    human = (select(e.message_id, e.event_type).join(m, m.message_id == e.message_id)
+             .where(e.is_machine.is_(False), e.event_type.in_([EventType.OPENED, EventType.CLICKED]), *filters)
+             .subquery())
+    row = session.execute(select(
+        func.count(func.distinct(human.c.message_id)).label("human_opened"),
+        func.count(func.distinct(case((human.c.event_type == EventType.CLICKED, human.c.message_id)))).label("human_clicked"),
+    )).one()
+    return {k: int(v or 0) for k, v in row._mapping.items()}

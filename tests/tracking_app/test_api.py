@@ -1,0 +1,71 @@
+"""The analytics API: bearer token, metrics from real rows, preferences by body never by URL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from db.models import EmailCampaign
+from db.session import transaction
+from tutormax.tokens import Purpose
+
+AUTH = {"Authorization": "Bearer api-token-for-tests"}
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+@pytest.mark.parametrize("path", ["/api/email-analytics/metrics/overall", "/api/email-analytics/campaigns",
+                                  "/api/email-analytics/metrics/template/feedback_reminder"])
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "api-token-for-tests", "Basic YTpi"])
+def test_without_a_valid_token_401(client, path, header):
+    response = client.get(path, headers={"Authorization": header} if header else {})
+    assert response.status_code == 401 and response.json["error"] == "unauthorized"
+
+
+def test_preferences_are_not_readable_without_a_token_or_by_url(client):
+    assert client.post("/api/email-analytics/preferences/lookup", json={"email": "a@example.com"}).status_code == 401
+    assert client.get("/api/email-analytics/preferences/a@example.com", headers=AUTH).status_code == 404
+
+
+def test_overall_metrics_count_humans_and_all(client, sent_message, token):
+    opened, clicked, _ = sent_message("a@example.com"), sent_message("b@example.com"), sent_message("c@example.com")
+    client.get(f"/o/{token(Purpose.OPEN, opened)}.gif", headers={"User-Agent": CHROME})
+    client.get(f"/o/{token(Purpose.OPEN, clicked)}.gif", headers={"User-Agent": "Mozilla/5.0"})  # Apple MPP
+    client.get(f"/c/{token(Purpose.CLICK, clicked, 1, b'cta' + bytes([10]) + b'https://example.com/')}",
+               headers={"User-Agent": CHROME})
+    body = client.get("/api/email-analytics/metrics/overall", headers=AUTH).json
+    assert body["counts"]["sent"] == 3 and body["counts"]["opened"] == 2 and body["counts"]["clicked"] == 1
+    assert body["counts"]["human_opened"] == 2  # the MPP open is machine, but that message was clicked by a human
+    assert body["rates"]["open_rate_all"] == pytest.approx(66.67)
+    assert body["rates"]["click_through_rate"] == pytest.approx(33.33)
+    assert body["rates"]["delivery_rate"] == 100.0
+    per_type = client.get("/api/email-analytics/metrics/template/feedback_reminder", headers=AUTH).json
+    assert per_type["counts"]["sent"] == 3
+    assert client.get("/api/email-analytics/metrics/template/weekly_digest", headers=AUTH).json["rates"]["open_rate_all"] is None
+
+
+def test_preferences_round_trip_through_the_body(client):
+    put = client.put("/api/email-analytics/preferences", headers=AUTH,
+                     json={"email": "Pat@Example.org", "weekly_digests": False})
+    assert put.status_code == 200 and put.json["weekly_digests"] is False and put.json["email"] == "pat@example.org"
+    got = client.post("/api/email-analytics/preferences/lookup", headers=AUTH, json={"email": "pat@example.org"}).json
+    assert got["weekly_digests"] is False and got["feedback_reminders"] is True
+    assert client.post("/api/email-analytics/unsubscribe", headers=AUTH,
+                       json={"email": "pat@example.org"}).json["unsubscribed_all"] is True
+    for bad in ({"email": "not an address"}, {"email": 7}, {}, {"email": "pat@example.org", "weekly_digests": "no"}):
+        assert client.put("/api/email-analytics/preferences", headers=AUTH, json=bad).status_code == 400
+
+
+def test_campaign_endpoints(client, db_url):
+    with transaction(db_url) as s:
+        s.add(EmailCampaign(campaign_id="camp_1", campaign_name="Spring", campaign_type="announcement",
+                            template_type="feedback_reminder", ab_test_enabled=True,
+                            created_at=datetime(2026, 3, 1, tzinfo=timezone.utc)))
+    listing = client.get("/api/email-analytics/campaigns", headers=AUTH).json
+    assert [c["campaign_id"] for c in listing["campaigns"]] == ["camp_1"]
+    detail = client.get("/api/email-analytics/campaigns/camp_1", headers=AUTH).json
+    assert detail["campaign"]["campaign_name"] == "Spring" and detail["counts"]["total"] == 0
+    assert client.get("/api/email-analytics/campaigns/camp_1/messages", headers=AUTH).json["messages"] == []
+    assert client.get("/api/email-analytics/campaigns/camp_1/ab-test", headers=AUTH).json["ab_test_enabled"] is True
+    assert client.get("/api/email-analytics/campaigns/nope", headers=AUTH).status_code == 404
+    assert client.get("/api/email-analytics/campaigns/camp_1/messages?after=x", headers=AUTH).status_code == 400

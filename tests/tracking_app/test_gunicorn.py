@@ -1,0 +1,73 @@
+"""The tracker under a real gunicorn, driven over HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import select
+
+from db.models import EmailMessage, EmailTrackingEvent
+from db.session import transaction
+from tutormax.links import Links
+from tutormax.settings import load_settings
+from tutormax.tokens import Purpose
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_message, tmp_path):
+    mid = sent_message("sam@example.com")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "TUTORMAX_VAR_DIR": str(tmp_path), "TRACKER_WORKERS": "2",
+           "TRACKER_BIND": f"127.0.0.1:{port}"}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "tracking_app/gunicorn.conf.py"),
+                               "tracking_app.wsgi:app"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        links = Links(load_settings())
+        token = links.signer.sign
+        pixel = urllib.request.urlopen(urllib.request.Request(
+            f"{base}/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1)"}))
+        assert pixel.status == 200 and pixel.headers["Content-Type"] == "image/gif"
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            opener.open(f"{base}/c/{token(Purpose.CLICK, mid, 1, b'cta' + bytes([10]) + b'https://example.com/a')}")
+            raise AssertionError("expected a redirect")
+        except urllib.error.HTTPError as redirect:
+            assert redirect.code == 302 and redirect.headers["Location"] == "https://example.com/a"
+        unsubscribed = urllib.request.urlopen(urllib.request.Request(
+            f"{base}/u/{token(Purpose.UNSUBSCRIBE, mid)}", data=urllib.parse.urlencode({"List-Unsubscribe": "One-Click"}).encode()))
+        assert unsubscribed.status == 200
+        try:
+            urllib.request.urlopen(f"{base}/c/not-a-token")
+        except urllib.error.HTTPError as missing:
+            assert missing.code == 404
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    with transaction(db_url) as s:
+        kinds = sorted(e.event_type for e in s.scalars(select(EmailTrackingEvent)))
+        message = s.get(EmailMessage, mid)
+    assert kinds == ["clicked", "opened", "unsubscribed"]
+    assert (message.open_count, message.click_count) == (1, 1) and message.unsubscribed_at is not None

@@ -1,0 +1,54 @@
+"""Durability: with the database down, events go to the journal and are ingested later, once."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from db.models import EmailMessage, EmailTrackingEvent
+from db.session import transaction
+from tracking_app import create_app
+from tracking_app.track import GIF
+from tutormax.tokens import Purpose
+
+
+def test_events_survive_a_database_outage(app, db_url, sent_message, token, tmp_path):
+    mid = sent_message()
+    open_url = f"/o/{token(Purpose.OPEN, mid)}.gif"
+    click_url = f"/c/{token(Purpose.CLICK, mid, 1, b'cta' + bytes([10]) + b'https://example.com/x')}"
+
+    down = create_app({"database_url": "postgresql+psycopg2://postgres@127.0.0.1:1/unreachable"})
+    down.config["LINKS"] = app.config["LINKS"]
+    client = down.test_client()
+    assert client.get(open_url).data == GIF
+    response = client.get(click_url)
+    assert response.status_code == 302 and response.headers["Location"] == "https://example.com/x"
+    journal = down.config["JOURNAL"]
+    assert journal.path.exists() and len(journal.path.read_text().splitlines()) == 2
+
+    first = journal.ingest(db_url)
+    assert (first["events"], first["inserted"]) == (2, 2)
+    assert journal.pending() == []
+    with transaction(db_url) as s:
+        message = s.get(EmailMessage, mid)
+        kinds = sorted(e.event_type for e in s.scalars(select(EmailTrackingEvent)))
+    assert kinds == ["clicked", "opened"] and (message.open_count, message.click_count) == (1, 1)
+
+
+def test_ingesting_the_same_events_twice_counts_them_once(app, db_url, sent_message, tmp_path):
+    from datetime import datetime, timezone
+
+    from tracking_app.journal import Journal
+
+    mid = sent_message()
+    journal = Journal(tmp_path / "journal")
+    event = {"message_id": mid, "event_type": "opened", "event_time": datetime.now(timezone.utc),
+             "event_key": "k1", "is_machine": False, "event_data": {}, "created_at": datetime.now(timezone.utc)}
+    journal.append(event)
+    journal.ingest(db_url)
+    journal.append(event)  # e.g. a crash after commit, before the file was deleted
+    with open(journal.path, "a") as torn:
+        torn.write('{"message_id": 1, "event_ty')  # a torn last line
+    result = journal.ingest(db_url)
+    assert (result["inserted"], result["unreadable"]) == (0, 1)
+    with transaction(db_url) as s:
+        assert s.get(EmailMessage, mid).open_count == 1

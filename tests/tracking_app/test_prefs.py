@@ -1,0 +1,84 @@
+"""Unsubscribe (RFC 8058 one-click, footer link) and the preferences page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from db import tracking
+from db.session import transaction
+from tutormax.tokens import Purpose
+
+
+def _pref(url, email):
+    with transaction(url) as s:
+        return tracking.preference(s, email)
+
+
+def test_get_only_asks(client, sent_message, token, db_url):
+    mid = sent_message("Sam@Example.com")
+    response = client.get(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}")
+    assert response.status_code == 200 and b"Unsubscribe?" in response.data
+    assert _pref(db_url, "sam@example.com") is None
+
+
+@pytest.mark.parametrize("encoding", ["form", "multipart"])
+def test_one_click_post_unsubscribes_from_the_category_at_once(client, sent_message, token, db_url, encoding):
+    mid = sent_message("sam@example.com")
+    url = f"/u/{token(Purpose.UNSUBSCRIBE, mid)}"
+    data = {"List-Unsubscribe": "One-Click"}
+    response = (client.post(url, data=data) if encoding == "form"
+                else client.post(url, data=data, content_type="multipart/form-data"))
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert "Set-Cookie" not in response.headers
+    pref = _pref(db_url, "sam@example.com")
+    assert pref.feedback_reminders is False and pref.unsubscribed_all is False and pref.weekly_digests is True
+
+
+def test_footer_page_can_unsubscribe_from_everything(client, sent_message, token, db_url):
+    mid = sent_message("sam@example.com")
+    assert client.post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"scope": "all"}).status_code == 200
+    pref = _pref(db_url, "sam@example.com")
+    assert pref.unsubscribed_all and pref.unsubscribed_at is not None
+
+
+def test_unsubscribe_is_recorded_as_an_event(client, sent_message, token, db_url):
+    from sqlalchemy import select
+
+    from db.models import EmailMessage, EmailTrackingEvent
+
+    mid = sent_message()
+    client.post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"List-Unsubscribe": "One-Click"})
+    with transaction(db_url) as s:
+        event = s.scalar(select(EmailTrackingEvent).where(EmailTrackingEvent.message_id == mid))
+        assert s.get(EmailMessage, mid).unsubscribed_at is not None
+    assert event.event_type == "unsubscribed" and event.event_data["one_click"] is True
+
+
+def test_preferences_page_shows_and_saves_with_csrf(client, sent_message, token, db_url):
+    mid = sent_message("sam@example.com")
+    url = f"/p/{token(Purpose.PREFERENCES, mid)}"
+    page = client.get(url)
+    assert page.status_code == 200 and b"Weekly digests" in page.data
+    assert b"sam@example.com" not in page.data  # the page does not reveal the address either
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page.data).group(1).decode()
+    saved = client.post(url, data={"csrf": csrf, "weekly_digests": "on", "feedback_reminders": "on"})
+    assert saved.status_code == 200 and b"Saved." in saved.data
+    pref = _pref(db_url, "sam@example.com")
+    assert (pref.weekly_digests, pref.feedback_reminders, pref.marketing_emails, pref.system_notifications) == \
+        (True, True, False, True)
+
+
+def test_preferences_post_without_the_form_secret_is_refused(client, sent_message, token, db_url):
+    mid = sent_message("sam@example.com")
+    url = f"/p/{token(Purpose.PREFERENCES, mid)}"
+    assert client.post(url, data={"unsubscribed_all": "on"}).status_code == 403
+    assert client.post(url, data={"unsubscribed_all": "on", "csrf": "0" * 32}).status_code == 403
+    assert _pref(db_url, "sam@example.com") is None
+
+
+def test_tokens_for_other_routes_do_not_work_here(client, sent_message, token):
+    mid = sent_message()
+    assert client.post(f"/u/{token(Purpose.PREFERENCES, mid)}", data={"scope": "all"}).status_code == 404
+    assert client.get(f"/p/{token(Purpose.UNSUBSCRIBE, mid)}").status_code == 404

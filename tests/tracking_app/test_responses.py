@@ -1,0 +1,78 @@
+"""One-click feedback stops further reminders; the check-in survey records a tutor's answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from db.models import EmailMessage, Feedback, SurveyResponse
+from db.session import transaction
+from tasks.plan import plan_feedback_reminders
+from tutormax.tokens import Purpose
+
+
+def _reminder(platform, db_url, now):
+    student = platform.student()
+    session_id = platform.session(platform.tutor(), student, ended_ago=timedelta(hours=30))
+    plan_feedback_reminders.fn(now)
+    with transaction(db_url) as s:
+        mid = s.scalar(select(EmailMessage.message_id))
+    return mid, session_id, student
+
+
+def test_feedback_form_and_submission(client, platform, db_url, now, token):
+    mid, session_id, student = _reminder(platform, db_url, now)
+    url = f"/f/{token(Purpose.FEEDBACK, mid)}"
+    page = client.get(url + "?rating=4")
+    assert page.status_code == 200 and b'value="4" checked' in page.data
+    with transaction(db_url) as s:
+        assert s.scalar(select(Feedback)) is None  # GET changes nothing: mail scanners follow links
+    assert client.post(url, data={"rating": "9"}).status_code == 400
+    done = client.post(url, data={"rating": "4", "comment": "Great explanations"})
+    assert done.status_code == 200 and b"Thank you" in done.data
+    again = client.post(url, data={"rating": "1"})
+    assert b"already have feedback" in again.data
+    with transaction(db_url) as s:
+        (feedback,) = s.scalars(select(Feedback))
+    assert (feedback.session_id, feedback.student_id, feedback.rating, feedback.message_id) == (session_id, student, 4, mid)
+
+
+def test_feedback_stops_further_reminders(client, platform, db_url, now, token):
+    mid, session_id, _ = _reminder(platform, db_url, now)
+    client.post(f"/f/{token(Purpose.FEEDBACK, mid)}", data={"rating": "5"})
+    from db.queries import due_feedback_reminders
+
+    with transaction(db_url) as s:
+        s.execute(update(EmailMessage).values(idempotency_key="replanned"))  # even a fresh plan finds nothing
+    with transaction(db_url) as s:
+        assert due_feedback_reminders(s, now) == []
+
+
+def _checkin(platform, db_url, enqueue):
+    """A check-in email to a tutor about a first session."""
+    tutor = platform.tutor()
+    session_id = platform.session(tutor, platform.student(), ended_ago=timedelta(hours=3))
+    mid = enqueue("tutor@example.com", entity_id=session_id)
+    with transaction(db_url) as s:
+        s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(recipient_id=tutor))
+    return mid, tutor, session_id
+
+
+def test_survey_records_answers_and_flags_concerns(client, platform, db_url, token, enqueue):
+    mid, tutor, session_id = _checkin(platform, db_url, enqueue)
+    url = f"/s/{token(Purpose.SURVEY, mid)}"
+    assert client.get(url).status_code == 200
+    assert client.post(url, data={"rating": "4"}).status_code == 400  # engagement missing
+    assert client.post(url, data={"rating": "4", "engaged": "yes", "concern": "on", "comment": "Parent seemed upset"}).status_code == 200
+    with transaction(db_url) as s:
+        (answer,) = s.scalars(select(SurveyResponse))
+    assert (answer.tutor_id, answer.session_id, answer.rating, answer.concern, answer.concerning) == \
+        (tutor, session_id, 4, True, True)
+
+
+def test_survey_without_concerns_is_not_concerning(client, platform, db_url, token, enqueue):
+    mid, _, _ = _checkin(platform, db_url, enqueue)
+    assert client.post(f"/s/{token(Purpose.SURVEY, mid)}", data={"rating": "3", "engaged": "somewhat"}).status_code == 200
+    with transaction(db_url) as s:
+        assert s.scalar(select(SurveyResponse.concerning)) is False

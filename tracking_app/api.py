@@ -1,0 +1,176 @@
+"""The analytics JSON API, behind a bearer token.
+
+The spec's `/preferences/{email}` and `/unsubscribe/{email}` put an address in
+the URL, where proxies and logs keep it; here the address travels in the JSON
+body instead (POST /preferences/lookup, PUT /preferences, POST /unsubscribe).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask import Blueprint, abort, current_app, jsonify, request
+from sqlalchemy import select
+
+from db import tracking
+from db.events import Category
+from db.models import EmailCampaign, EmailMessage
+from tracking_app.recording import db, now
+
+bp = Blueprint("api", __name__, url_prefix="/api/email-analytics")
+
+
+@bp.before_request
+def _require_token():
+    expected = current_app.config["SETTINGS"].analytics_api_token.get_secret_value()
+    given = request.headers.get("Authorization", "")
+    if not expected or not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+        response = jsonify(error="unauthorized", detail="send Authorization: Bearer <ANALYTICS_API_TOKEN>")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="email-analytics"'
+        abort(response)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 2) if whole else None
+
+
+def _metrics(*filters) -> dict[str, Any]:
+    counts = tracking.delivery_counts(db(), *filters)
+    counts.update(tracking.human_counts(db(), *filters))
+    attempted = counts["sent"] + counts["failed"]
+    return {
+        "counts": counts,
+        "rates": {
+            "delivery_rate": _rate(counts["sent"], attempted),
+            "bounce_rate": _rate(counts["bounced"], attempted),
+            "open_rate_all": _rate(counts["opened"], counts["sent"]),
+            "open_rate_human": _rate(counts["human_opened"], counts["sent"]),
+            "click_through_rate": _rate(counts["clicked"], counts["sent"]),
+            "click_to_open_rate": _rate(counts["clicked"], counts["opened"]),
+            "unsubscribe_rate": _rate(counts["unsubscribed"], counts["sent"]),
+        },
+    }
+
+
+def _campaign(campaign_id: str) -> EmailCampaign:
+    campaign = db().get(EmailCampaign, campaign_id[:64])
+    if campaign is None:
+        abort(404)
+    return campaign
+
+
+def _campaign_json(c: EmailCampaign) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+            for k, v in ((col.key, getattr(c, col.key)) for col in EmailCampaign.__table__.columns)}
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(404)
+@bp.errorhandler(405)
+def _json_error(exc):
+    return jsonify(error=exc.name.lower().replace(" ", "_")), exc.code
+
+
+@bp.get("/campaigns")
+def campaigns():
+    """Every campaign, newest first."""
+    rows = db().scalars(select(EmailCampaign).order_by(EmailCampaign.created_at.desc()).limit(500))
+    return {"campaigns": [_campaign_json(c) for c in rows]}
+
+
+@bp.get("/campaigns/<campaign_id>")
+def campaign(campaign_id: str):
+    """One campaign with live metrics from its messages."""
+    c = _campaign(campaign_id)
+    return {"campaign": _campaign_json(c), **_metrics(EmailMessage.campaign_id == c.campaign_id)}
+
+
+@bp.get("/campaigns/<campaign_id>/messages")
+def campaign_messages(campaign_id: str):
+    """A page of a campaign's messages (?after=<message_id>&limit=<n<=500>)."""
+    c = _campaign(campaign_id)
+    after = request.args.get("after", "0")
+    limit = request.args.get("limit", "100")
+    if not after.isdigit() or not limit.isdigit():
+        abort(400)
+    m = EmailMessage
+    rows = db().execute(select(m.message_id, m.recipient_type, m.template_type, m.template_version, m.ab_variant,
+                               m.status, m.sent_at, m.opened_at, m.first_clicked_at, m.open_count, m.click_count)
+                        .where(m.campaign_id == c.campaign_id, m.message_id > int(after))
+                        .order_by(m.message_id).limit(min(int(limit), 500)))
+    messages = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r._mapping.items()} for r in rows]
+    return {"messages": messages, "next_after": messages[-1]["message_id"] if messages else None}
+
+
+@bp.get("/campaigns/<campaign_id>/ab-test")
+def campaign_ab_test(campaign_id: str):
+    """Per-variant counts and rates (the significance test comes with the analytics flow)."""
+    c = _campaign(campaign_id)
+    variants = db().scalars(select(EmailMessage.ab_variant).where(EmailMessage.campaign_id == c.campaign_id)
+                            .distinct())
+    return {"campaign_id": c.campaign_id, "ab_test_enabled": c.ab_test_enabled,
+            "variants": {v or "a": _metrics(EmailMessage.campaign_id == c.campaign_id,
+                                            EmailMessage.ab_variant.is_not_distinct_from(v)) for v in variants}}
+
+
+@bp.get("/metrics/overall")
+def metrics_overall():
+    """Headline delivery and engagement figures over every message."""
+    return _metrics()
+
+
+@bp.get("/metrics/template/<template_type>")
+def metrics_template(template_type: str):
+    """The same figures for one template type."""
+    return {"template_type": template_type[:50], **_metrics(EmailMessage.template_type == template_type[:50])}
+
+
+def _email_from_body() -> tuple[str, dict[str, Any]]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("email"), str):
+        abort(400)
+    try:
+        return validate_email(body["email"], check_deliverability=False).normalized.lower(), body
+    except EmailNotValidError:
+        abort(400)
+
+
+def _preferences_json(email: str) -> dict[str, Any]:
+    pref = tracking.preference(db(), email)
+    values = {c.value: getattr(pref, c.value) if pref else True for c in Category}
+    return {"email": email, "unsubscribed_all": bool(pref and pref.unsubscribed_all),
+            "suppressed": bool(pref and pref.suppressed), **values}
+
+
+@bp.post("/preferences/lookup")
+def preferences_lookup():
+    """One address's preferences; the address is in the body, never the URL."""
+    email, _ = _email_from_body()
+    return _preferences_json(email)
+
+
+@bp.put("/preferences")
+def preferences_update():
+    """Change an address's categories and unsubscribe-all."""
+    email, body = _email_from_body()
+    fields = {c.value for c in Category} | {"unsubscribed_all"}
+    values = {k: v for k, v in body.items() if k in fields}
+    if not values or not all(isinstance(v, bool) for v in values.values()):
+        abort(400)
+    if "unsubscribed_all" in values:
+        values["unsubscribed_at"] = now() if values["unsubscribed_all"] else None
+    tracking.set_preferences(db(), email, values, now())
+    db().commit()
+    return _preferences_json(email)
+
+
+@bp.post("/unsubscribe")
+def unsubscribe():
+    """Unsubscribe an address from everything."""
+    email, _ = _email_from_body()
+    tracking.set_preferences(db(), email, {"unsubscribed_all": True, "unsubscribed_at": now()}, now())
+    db().commit()
+    return _preferences_json(email)

@@ -1,0 +1,87 @@
+"""Unsubscribe (RFC 8058 one-click and the footer link) and the preferences page."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Blueprint, abort, current_app, render_template, request
+
+from db import tracking
+from db.events import Category, EventType
+from tracking_app.recording import db, now, record, token_or_404
+from tutormax.tokens import Purpose
+
+bp = Blueprint("prefs", __name__)
+
+LABELS = {
+    Category.FEEDBACK_REMINDERS: "Feedback requests and reminders",
+    Category.SESSION_CHECKINS: "Session check-ins",
+    Category.PERFORMANCE_REPORTS: "Performance reports",
+    Category.WEEKLY_DIGESTS: "Weekly digests",
+    Category.MONTHLY_SUMMARIES: "Monthly summaries",
+    Category.MARKETING_EMAILS: "News and offers",
+    Category.SYSTEM_NOTIFICATIONS: "Account and system notices",
+}
+
+
+def _recipient(purpose: Purpose, token: str):
+    data = token_or_404(purpose, token)
+    message = tracking.message(db(), data.message_id)
+    if message is None or not message.recipient_email:
+        abort(404)
+    return message
+
+
+def _csrf(token: str) -> str:
+    """A form secret bound to this page's token: another site cannot make it, so it cannot forge the POST."""
+    key = current_app.config["SETTINGS"].secret_bytes()
+    return hmac.new(key, b"csrf\0" + token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _unsubscribe_event(message, scope: str, one_click: bool) -> dict:
+    at = now()
+    return {"message_id": message.message_id, "event_type": EventType.UNSUBSCRIBED, "event_time": at,
+            "user_agent": (request.headers.get("User-Agent") or "")[:1000] or None, "is_machine": False,
+            "event_data": {"scope": scope, "category": message.category, "one_click": one_click}, "created_at": at}
+
+
+@bp.route("/u/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str):
+    """GET asks (link scanners GET); POST unsubscribes at once, with no cookie, session or redirect (RFC 8058)."""
+    message = _recipient(Purpose.UNSUBSCRIBE, token)
+    label = LABELS.get(message.category, message.category)
+    if request.method == "GET":
+        return render_template("unsubscribe.html", label=label, token=token)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    scope = "all" if request.form.get("scope") == "all" else "category"
+    at = now()
+    values = ({"unsubscribed_all": True, "unsubscribed_at": at} if scope == "all"
+              else {message.category: False})
+    tracking.set_preferences(db(), message.recipient_email, values, at)
+    db().commit()
+    record(_unsubscribe_event(message, scope, one_click))
+    return render_template("message.html", title="You're unsubscribed",
+                           body="You will get no more emails" + (" from us." if scope == "all" else f" about: {label}.")), 200
+
+
+@bp.route("/p/<token>", methods=["GET", "POST"])
+def preferences(token: str):
+    """View and change which kinds of email this address gets."""
+    message = _recipient(Purpose.PREFERENCES, token)
+    saved = False
+    if request.method == "POST":
+        if not hmac.compare_digest(request.form.get("csrf", ""), _csrf(token)):
+            abort(403)
+        at = now()
+        values = {c.value: request.form.get(c.value) == "on" for c in Category}
+        values[Category.SYSTEM_NOTIFICATIONS.value] = True  # account notices are not optional
+        values["unsubscribed_all"] = request.form.get("unsubscribed_all") == "on"
+        values["unsubscribed_at"] = at if values["unsubscribed_all"] else None
+        tracking.set_preferences(db(), message.recipient_email, values, at)
+        db().commit()
+        saved = True
+    pref = tracking.preference(db(), message.recipient_email)
+    current = {c.value: getattr(pref, c.value) if pref else True for c in Category}
+    return render_template("preferences.html", labels=LABELS, current=current, token=token, csrf=_csrf(token),
+                           unsubscribed_all=bool(pref and pref.unsubscribed_all), saved=saved)

@@ -1,0 +1,80 @@
+"""Opens (the pixel) and clicks (the redirect)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+from flask import Blueprint, abort, current_app, redirect, request
+from sqlalchemy.exc import OperationalError
+
+from db import tracking
+from db.events import EventType
+from tracking_app.classify import classify_click, classify_open, parse_client
+from tracking_app.recording import client_ip, db, now, record, token_or_404
+from tutormax.tokens import BadToken, Purpose
+
+bp = Blueprint("track", __name__)
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
+
+
+def _message(message_id: int):
+    """The message row, None when unknown, or False when the database cannot be reached."""
+    try:
+        return tracking.message(db(), message_id)
+    except OperationalError:
+        db().rollback()
+        return False
+
+
+def _event(message_id: int, kind: EventType, verdict, **fields) -> dict:
+    user_agent = (request.headers.get("User-Agent") or "")[:1000] or None
+    client = parse_client(user_agent)
+    return {"message_id": message_id, "event_type": kind, "event_time": fields.pop("at"), "user_agent": user_agent,
+            "ip_address": client_ip(), "is_machine": verdict.is_machine, "machine_reason": verdict.reason,
+            "device": client.device, "browser": client.browser[:80], "os": client.os[:80], "created_at": now(),
+            "event_data": fields.pop("data", {}), **fields}
+
+
+@bp.get("/o/<token>.gif")
+def open_pixel(token: str):
+    """The open pixel: always a 1x1 GIF, never cached; records an open for a genuine token."""
+    try:
+        data = current_app.config["LINKS"].signer.verify(Purpose.OPEN, token)
+    except BadToken:
+        return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
+    message = _message(data.message_id)
+    if message is not None:
+        at = now()
+        verdict = classify_open(
+            user_agent=request.headers.get("User-Agent"), ip=client_ip(), sent_at=message.sent_at if message else None,
+            at=at, apple_proxy_networks=current_app.config["APPLE_PROXY_NETWORKS"])
+        record(_event(data.message_id, EventType.OPENED, verdict, at=at))
+    return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
+
+
+@bp.route("/c/<token>", methods=["GET", "HEAD"])
+def click(token: str):
+    """A tracked link: record the click, then redirect to the signed http(s) target, never elsewhere."""
+    data = token_or_404(Purpose.CLICK, token)
+    name, _, target = data.extra.decode("utf-8", "replace").partition("\n")
+    if not target.startswith(("http://", "https://")) or any(c in target for c in "\r\n\\"):
+        abort(404)
+    message = _message(data.message_id)
+    if message is None:
+        abort(404)  # a genuine signature for a message that no longer exists
+    at = now()
+    previous = []
+    if message:
+        try:
+            previous = tracking.recent_clicks(db(), data.message_id, at - timedelta(seconds=2))
+        except OperationalError:
+            db().rollback()
+    verdict = classify_click(method=request.method, user_agent=request.headers.get("User-Agent"),
+                             sent_at=message.sent_at if message else None, at=at, previous_click_times=previous)
+    record(_event(data.message_id, EventType.CLICKED, verdict, at=at, link_url=target[:2000], link_name=name[:80]))
+    response = redirect(target, 302)
+    response.headers.update(NO_STORE)
+    return response
