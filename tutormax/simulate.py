@@ -1,0 +1,96 @@
+"""Simulated recipients for the demo: real HTTP to the tracker, as mail clients and scanners behave."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import random
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from email import policy
+from pathlib import Path
+
+DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17126; Pro)"
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Version/4.0 Chrome/119.0.0.0 Mobile Safari/537.36")
+APPLE_MPP = "Mozilla/5.0"
+SCANNER = "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"
+
+_PIXEL = re.compile(r'<img src="([^"]+/o/[^"]+\.gif)"')
+_CLICK = re.compile(r'href="([^"]+/c/[^"]+)"')
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def _fetch(url: str, user_agent: str, method: str = "GET", data: dict | None = None) -> tuple[int, str | None]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, method=method, headers={"User-Agent": user_agent})
+    try:
+        with _opener.open(request, timeout=10) as response:
+            return response.status, None
+    except urllib.error.HTTPError as answer:  # 302 from a click arrives here: the opener does not follow it
+        return answer.code, answer.headers.get("Location")
+
+
+def _click_and_rate(url: str, user_agent: str, rng: random.Random, tally: Counter) -> None:
+    status, landing = _fetch(url, user_agent)
+    tally["clicks"] += 1
+    if status == 302 and landing and "/f/" in landing:
+        _fetch(landing, user_agent)  # the feedback page: GET shows the form
+        if rng.random() < 0.7:
+            stars = rng.choices("12345", weights=[1, 1, 3, 8, 12])[0]
+            _fetch(landing, user_agent, "POST", {"rating": stars, "comment": "Very helpful session!"})
+            tally["feedback_submitted"] += 1
+
+
+def simulate(maildir: Path, seed: int = 7) -> Counter:
+    """Open, click, rate and unsubscribe over HTTP like a realistic mix of recipients and machines."""
+    rng = random.Random(seed)
+    tally: Counter = Counter()
+    box = mailbox.Maildir(maildir, create=False)
+    for index, key in enumerate(sorted(box.keys())):
+        message = email.message_from_bytes(box.get_bytes(key), policy=policy.default)
+        html = message.get_body(("html",)).get_content()
+        pixel = _PIXEL.search(html)
+        links = _CLICK.findall(html)
+        unsubscribe = message["List-Unsubscribe"].strip("<>")
+        roll = rng.random()
+        if roll < 0.10:  # a gateway scanner: HEAD then GET every link, at once
+            persona = "link_scanner"
+            for link in links:
+                _fetch(link, SCANNER, "HEAD")
+                _fetch(link, SCANNER)
+                tally["clicks"] += 2
+            if pixel:
+                _fetch(pixel.group(1), SCANNER)
+        elif roll < 0.25:  # Apple Mail Privacy Protection prefetches the pixel; sometimes the reader clicks later
+            persona = "apple_mpp"
+            if pixel:
+                _fetch(pixel.group(1), APPLE_MPP)
+            if links and rng.random() < 0.3:
+                _click_and_rate(links[0], IPHONE, rng, tally)
+        elif roll < 0.85:  # a person reading on desktop or phone
+            persona = "human"
+            agent = rng.choice([DESKTOP, OUTLOOK, IPHONE, ANDROID])
+            if pixel:
+                _fetch(pixel.group(1), agent)
+            if links and rng.random() < 0.55:
+                _click_and_rate(links[0], agent, rng, tally)
+        else:
+            persona = "ignored"
+        tally[persona] += 1
+        if index % 25 == 12:  # the mail client's own unsubscribe button (RFC 8058 one-click POST)
+            status, _ = _fetch(unsubscribe, DESKTOP, "POST", {"List-Unsubscribe": "One-Click"})
+            tally["one_click_unsubscribes"] += status == 200
+    return tally
