@@ -44,7 +44,9 @@ def _engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     # values_plus_batch: executemany UPDATEs (delivery outcomes) go in pages, not a round trip per row
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, executemany_mode="values_plus_batch")
+    # connect_timeout: a database that does not answer fails fast instead of hanging a request or a task
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, executemany_mode="values_plus_batch",
+                         connect_args={"connect_timeout": 5})
 
 
 @lru_cache(maxsize=8)

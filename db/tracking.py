@@ -59,6 +59,12 @@ def record_event(session: Session, event: dict[str, Any]) -> bool:
     return True
 
 
+def event_seen(session: Session, event_key: str) -> bool:
+    """Whether a journaled event with this key is already in the database."""
+    e = EmailTrackingEvent
+    return session.scalar(select(e.event_id).where(e.event_key == event_key)) is not None
+
+
 def preference(session: Session, email: str) -> EmailPreference | None:
     return session.scalar(select(EmailPreference).where(EmailPreference.email == email.lower()))
 

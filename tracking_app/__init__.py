@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g, render_template
+from sqlalchemy.exc import OperationalError
 
 from tutormax.settings import Settings, get_settings, load_settings
 
@@ -59,6 +60,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.errorhandler(413)
     def _too_large(_exc):
         return render_template("message.html", title="Too large", body="That request is too large."), 413
+
+    @app.errorhandler(OperationalError)
+    def _database_down(_exc):
+        # opens and clicks are journaled; pages that must read the database ask the visitor to come back
+        return render_template("message.html", title="Back in a moment",
+                               body="We could not save that just now. Please try again in a few minutes."), 503
 
     @app.get("/healthz")
     def healthz():

@@ -53,13 +53,23 @@ class Journal:
             try:
                 with transaction(url) as session:
                     for event in events:
-                        counts["inserted"] += tracking.record_event(session, event)
+                        if event.pop("kind", "event") == "unsubscribe":
+                            counts["inserted"] += _unsubscribe_once(session, event)
+                        else:
+                            counts["inserted"] += tracking.record_event(session, event)
             except SQLAlchemyError:
                 raise  # the file stays; the next ingest retries it
             counts["files"] += 1
             counts["events"] += len(events)
             path.unlink()
         return counts
+
+
+def _unsubscribe_once(session, request_: dict[str, Any]) -> bool:
+    from db import tracking
+    from tracking_app.prefs import apply_unsubscribe
+
+    return False if tracking.event_seen(session, request_["event_key"]) else apply_unsubscribe(session, request_)
 
 
 def _encode(value: Any) -> Any:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 
 from flask import Blueprint, abort, current_app, render_template, request
+from sqlalchemy.exc import OperationalError
 
 from db import tracking
 from db.events import Category, EventType
-from tracking_app.recording import db, now, record, token_or_404
+from tracking_app.recording import db, now, token_or_404
 from tutormax.tokens import Purpose
 
 bp = Blueprint("prefs", __name__)
@@ -39,30 +41,45 @@ def _csrf(token: str) -> str:
     return hmac.new(key, b"csrf\0" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _unsubscribe_event(message, scope: str, one_click: bool) -> dict:
-    at = now()
-    return {"message_id": message.message_id, "event_type": EventType.UNSUBSCRIBED, "event_time": at,
-            "user_agent": (request.headers.get("User-Agent") or "")[:1000] or None, "is_machine": False,
-            "event_data": {"scope": scope, "category": message.category, "one_click": one_click}, "created_at": at}
-
-
 @bp.route("/u/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str):
     """GET asks (link scanners GET); POST unsubscribes at once, with no cookie, session or redirect (RFC 8058)."""
-    message = _recipient(Purpose.UNSUBSCRIBE, token)
-    label = LABELS.get(message.category, message.category)
     if request.method == "GET":
-        return render_template("unsubscribe.html", label=label, token=token)
-    one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    scope = "all" if request.form.get("scope") == "all" else "category"
-    at = now()
-    values = ({"unsubscribed_all": True, "unsubscribed_at": at} if scope == "all"
-              else {message.category: False})
-    tracking.set_preferences(db(), message.recipient_email, values, at)
-    db().commit()
-    record(_unsubscribe_event(message, scope, one_click))
+        message = _recipient(Purpose.UNSUBSCRIBE, token)
+        return render_template("unsubscribe.html", label=LABELS.get(message.category, message.category), token=token)
+    data = token_or_404(Purpose.UNSUBSCRIBE, token)
+    request_ = {"message_id": data.message_id, "scope": "all" if request.form.get("scope") == "all" else "category",
+                "one_click": request.form.get("List-Unsubscribe") == "One-Click", "at": now(),
+                "user_agent": (request.headers.get("User-Agent") or "")[:1000] or None}
+    try:
+        done = apply_unsubscribe(db(), request_)
+        db().commit()
+    except OperationalError:
+        # an unsubscribe must never be lost: journal it and apply it when the database is back
+        db().rollback()
+        current_app.config["JOURNAL"].append({"kind": "unsubscribe", **request_, "event_key": uuid.uuid4().hex})
+        done = True
+    if not done:
+        abort(404)
     return render_template("message.html", title="You're unsubscribed",
-                           body="You will get no more emails" + (" from us." if scope == "all" else f" about: {label}.")), 200
+                           body="You will get no more emails" + (" from us." if request_["scope"] == "all"
+                                                                 else " of this kind.")), 200
+
+
+def apply_unsubscribe(session, request_: dict) -> bool:
+    """Apply one unsubscribe (from the route or the journal); False when the message is unknown."""
+    message = tracking.message(session, request_["message_id"])
+    if message is None or not message.recipient_email:
+        return False
+    at = request_["at"]
+    values = {"unsubscribed_all": True, "unsubscribed_at": at} if request_["scope"] == "all" else {message.category: False}
+    tracking.set_preferences(session, message.recipient_email, values, at)
+    tracking.record_event(session, {
+        "message_id": message.message_id, "event_type": EventType.UNSUBSCRIBED, "event_time": at,
+        "user_agent": request_.get("user_agent"), "is_machine": False, "created_at": at,
+        "event_key": request_.get("event_key"),
+        "event_data": {"scope": request_["scope"], "category": message.category, "one_click": request_["one_click"]}})
+    return True
 
 
 @bp.route("/p/<token>", methods=["GET", "POST"])

@@ -52,3 +52,27 @@ def test_ingesting_the_same_events_twice_counts_them_once(app, db_url, sent_mess
     assert (result["inserted"], result["unreadable"]) == (0, 1)
     with transaction(db_url) as s:
         assert s.get(EmailMessage, mid).open_count == 1
+
+
+def test_pages_that_need_the_database_answer_503_when_it_is_down(app, sent_message, token):
+    mid = sent_message()
+    down = create_app({"database_url": "postgresql+psycopg2://postgres@127.0.0.1:1/unreachable"})
+    down.config["LINKS"] = app.config["LINKS"]
+    response = down.test_client().get(f"/p/{token(Purpose.PREFERENCES, mid)}")
+    assert response.status_code == 503 and b"try again" in response.data
+
+
+def test_a_one_click_unsubscribe_during_an_outage_is_applied_later(app, db_url, sent_message, token):
+    from db import tracking
+
+    mid = sent_message("sam@example.com")
+    down = create_app({"database_url": "postgresql+psycopg2://postgres@127.0.0.1:1/unreachable"})
+    down.config["LINKS"] = app.config["LINKS"]
+    response = down.test_client().post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    journal = down.config["JOURNAL"]
+    journal.ingest(db_url)
+    journal.ingest(db_url)
+    with transaction(db_url) as s:
+        assert tracking.preference(s, "sam@example.com").feedback_reminders is False
+        assert [e.event_type for e in s.scalars(select(EmailTrackingEvent))] == ["unsubscribed"]
