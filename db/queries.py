@@ -9,21 +9,43 @@ from sqlalchemy import Row, and_, exists, select
 from sqlalchemy.orm import Session
 
 from db.events import SessionStatus
-from db.models import EmailPreference, EmailWorkflowState, Feedback, Student, Tutor, TutoringSession
+from db.models import (
+    EmailPreference,
+    EmailWorkflowState,
+    Feedback,
+    Manager,
+    Student,
+    SurveyResponse,
+    Tutor,
+    TutoringSession,
+)
 
 FEEDBACK_REMINDER_WORKFLOW = "feedback_reminder"
+FEEDBACK_INVITATION_WORKFLOW = "feedback_invitation"
+PAGE = 5000
 
 
-def due_feedback_reminders(session: Session, now: datetime, *, after_id: int = 0, limit: int = 5000) -> Sequence[Row]:
+def due_feedback_reminders(session: Session, now: datetime, *, after_id: int = 0, limit: int = PAGE) -> Sequence[Row]:
     """Completed sessions that ended 24-48 hours before now, with no feedback and no reminder yet.
 
     Both ends are inclusive: a session that ended exactly 24:00 or 48:00 ago is due.
     Keyset-paginated on the session id so a large backlog streams in batches.
     """
+    return _unrated_sessions(session, FEEDBACK_REMINDER_WORKFLOW, now - timedelta(hours=48), now - timedelta(hours=24),
+                             after_id, limit)
+
+
+def due_feedback_invitations(session: Session, now: datetime, *, after_id: int = 0, limit: int = PAGE) -> Sequence[Row]:
+    """Completed sessions that ended in the last 2 hours, with no feedback and no invitation yet."""
+    return _unrated_sessions(session, FEEDBACK_INVITATION_WORKFLOW, now - timedelta(hours=2), now, after_id, limit)
+
+
+def _unrated_sessions(session: Session, workflow: str, earliest: datetime, latest: datetime, after_id: int,
+                      limit: int) -> Sequence[Row]:
     no_feedback = ~exists().where(Feedback.session_id == TutoringSession.id)
     not_planned = ~exists().where(
         and_(
-            EmailWorkflowState.workflow_type == FEEDBACK_REMINDER_WORKFLOW,
+            EmailWorkflowState.workflow_type == workflow,
             EmailWorkflowState.entity_type == "session",
             EmailWorkflowState.entity_id == TutoringSession.id,
         )
@@ -46,8 +68,8 @@ def due_feedback_reminders(session: Session, now: datetime, *, after_id: int = 0
         .join(Student, Student.id == TutoringSession.student_id)
         .where(
             TutoringSession.status == SessionStatus.COMPLETED,
-            TutoringSession.ended_at >= now - timedelta(hours=48),
-            TutoringSession.ended_at <= now - timedelta(hours=24),
+            TutoringSession.ended_at >= earliest,
+            TutoringSession.ended_at <= latest,
             TutoringSession.id > after_id,
             no_feedback,
             not_planned,
@@ -67,3 +89,48 @@ def preferences_for(session: Session, emails: Iterable[str]) -> dict[str, EmailP
         for pref in session.scalars(select(EmailPreference).where(EmailPreference.email.in_(chunk))):
             found[pref.email.lower()] = pref
     return found
+
+
+CHECKIN_WORKFLOW = "first_session_checkin"
+ESCALATION_WORKFLOW = "checkin_escalation"
+
+
+def _not_planned(workflow: str, entity_type: str, entity_id):
+    return ~exists().where(and_(EmailWorkflowState.workflow_type == workflow, EmailWorkflowState.entity_type == entity_type,
+                                EmailWorkflowState.entity_id == entity_id))
+
+
+def due_first_session_checkins(session: Session, now: datetime, *, after_id: int = 0, limit: int = PAGE) -> Sequence[Row]:
+    """First sessions of a tutor with a student that ended 2-4 hours ago (both ends inclusive), not checked in on yet.
+
+    Only completed sessions: a no-show or a cancellation never ended, so it never qualifies.
+    """
+    s = TutoringSession
+    return session.execute(
+        select(s.id.label("session_id"), s.ended_at, s.subject.label("subject_name"), Tutor.id.label("tutor_id"),
+               Tutor.name.label("tutor_name"), Tutor.email.label("tutor_email"), Student.name.label("student_name"))
+        .join(Tutor, Tutor.id == s.tutor_id).join(Student, Student.id == s.student_id)
+        .where(s.status == SessionStatus.COMPLETED, s.session_number == 1,
+               s.ended_at >= now - timedelta(hours=4), s.ended_at <= now - timedelta(hours=2), s.id > after_id,
+               _not_planned(CHECKIN_WORKFLOW, "session", s.id))
+        .order_by(s.id).limit(limit)
+    ).all()
+
+
+def unescalated_concerns(session: Session, *, survey_id: int | None = None, after_id: int = 0,
+                         limit: int = PAGE) -> Sequence[Row]:
+    """Concerning check-in answers whose manager has not been told yet (one survey, or all for the sweep)."""
+    r = SurveyResponse
+    query = (
+        select(r.id.label("survey_id"), r.rating, r.comment, r.submitted_at, Tutor.id.label("tutor_id"),
+               Tutor.name.label("tutor_name"), Manager.id.label("manager_id"), Manager.name.label("manager_name"),
+               Manager.email.label("manager_email"), Student.name.label("student_name"))
+        .join(Tutor, Tutor.id == r.tutor_id).join(Manager, Manager.id == Tutor.manager_id)
+        .outerjoin(TutoringSession, TutoringSession.id == r.session_id)
+        .outerjoin(Student, Student.id == TutoringSession.student_id)
+        .where(r.concerning.is_(True), r.id > after_id, _not_planned(ESCALATION_WORKFLOW, "survey", r.id))
+        .order_by(r.id).limit(limit)
+    )
+    if survey_id is not None:
+        query = query.where(r.id == survey_id)
+    return session.execute(query).all()

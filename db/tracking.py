@@ -85,11 +85,11 @@ def record_feedback(session: Session, *, session_id: int, student_id: int, ratin
     return session.execute(stmt).first() is not None
 
 
-def record_survey(session: Session, answers: dict[str, Any]) -> bool:
-    """Store a check-in survey's answers once per survey email; False when already answered."""
+def record_survey(session: Session, answers: dict[str, Any]) -> int | None:
+    """Store a check-in survey's answers once per survey email; its id, or None when already answered."""
     table = SurveyResponse.__table__
     stmt = _insert(session, table).values(**answers).on_conflict_do_nothing(index_elements=["message_id"])
-    return session.execute(stmt.returning(table.c.id)).first() is not None
+    return session.execute(stmt.returning(table.c.id)).scalar()
 
 
 def delivery_counts(session: Session, *filters) -> dict[str, int]:
@@ -120,3 +120,12 @@ def human_counts(session: Session, *filters) -> dict[str, int]:
         func.count(func.distinct(case((human.c.event_type == EventType.CLICKED, human.c.message_id)))).label("human_clicked"),
     )).one()
     return {k: int(v or 0) for k, v in row._mapping.items()}
+
+
+def delete_events_before(session: Session, cutoff: datetime, batch: int) -> int:
+    """Delete up to batch tracking events older than cutoff (small batches keep locks and WAL short)."""
+    from sqlalchemy import delete
+
+    e = EmailTrackingEvent
+    ids = select(e.event_id).where(e.event_time < cutoff).order_by(e.event_id).limit(batch).scalar_subquery()
+    return session.execute(delete(e).where(e.event_id.in_(ids)), execution_options={"synchronize_session": False}).rowcount

@@ -9,7 +9,7 @@ from prefect import flow
 
 from tasks.deliver import deliver_due
 from tasks.plan import plan_feedback_reminders
-from tasks.summary import publish_summary, summarize
+from tasks.summary import finish
 from tutormax.clock import resolve_now
 from tutormax.settings import get_settings
 
@@ -21,7 +21,4 @@ def feedback_reminders(now: datetime | None = None, dry_run: bool = False, batch
     run_at = now or datetime.now(timezone.utc)
     planned = plan_feedback_reminders(run_at, dry_run)
     delivery = None if dry_run else deliver_due(now, batch_size or get_settings().batch_size, ["feedback_reminder"])
-    summary = publish_summary(summarize("feedback-reminders", run_at, planned, delivery, dry_run))
-    if delivery and delivery.error:
-        raise RuntimeError(f"delivery stopped: {delivery.error}")  # the run shows Failed in the UI
-    return summary
+    return finish("feedback-reminders", run_at, planned, delivery, dry_run)

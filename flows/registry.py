@@ -8,13 +8,32 @@ from typing import Any
 
 import yaml
 from prefect import Flow, serve
+from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 
+from flows.checkin_escalations import checkin_escalations
+from flows.cleanup_old_tracking_events import cleanup_old_tracking_events
+from flows.feedback_invitations import feedback_invitations
 from flows.feedback_reminders import feedback_reminders
+from flows.first_session_checkins import first_session_checkins
+from flows.manager_digests import manager_digests
+from flows.monthly_summaries import monthly_summaries
+from flows.performance_reports import performance_reports
+from flows.rescheduling_alerts import rescheduling_alerts
+from flows.weekly_digests import weekly_digests
 from tutormax.settings import get_settings
 
 FLOWS: dict[str, Flow] = {
+    "feedback-invitations": feedback_invitations,
     "feedback-reminders": feedback_reminders,
+    "first-session-checkins": first_session_checkins,
+    "checkin-escalations": checkin_escalations,
+    "rescheduling-alerts": rescheduling_alerts,
+    "weekly-digests": weekly_digests,
+    "manager-digests": manager_digests,
+    "monthly-summaries": monthly_summaries,
+    "performance-reports": performance_reports,
+    "cleanup-old-tracking-events": cleanup_old_tracking_events,
 }
 
 
@@ -40,6 +59,8 @@ def deployments(prefect_yaml: Path) -> list[Any]:
                 tags=entry.get("tags"),
                 parameters={k: v for k, v in (entry.get("parameters") or {}).items() if v is not None},
                 schedules=schedules,
+                triggers=[DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
+                          for t in entry.get("triggers", [])],
                 concurrency_limit=entry.get("concurrency_limit"),
             )
         )

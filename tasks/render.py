@@ -135,9 +135,77 @@ def _feedback_reminder(meta: dict[str, Any], links: Links, message_id: int, now:
     }
 
 
+def _feedback_invitation(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    context = _feedback_reminder(meta, links, message_id, now)
+    del context["hours_since_session"]
+    return context
+
+
+def _first_session_checkin(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    return {"tutor_name": meta["tutor_name"], "student_name": meta["student_name"], "subject_name": meta["subject_name"],
+            "session_date": datetime.fromisoformat(meta["session_ended_at"]), "survey_url": links.survey(message_id)}
+
+
+def _intervention_notification(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    keys = ("manager_name", "tutor_name", "reason", "reschedules_7d", "reschedules_14d", "survey_rating",
+            "survey_comment", "student_name")
+    return {**{k: meta.get(k) for k in keys}, "dashboard_url": f"{links.base}/help"}
+
+
+def _rescheduling_alert(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    return {"tutor_name": meta["tutor_name"], "reschedules_7d": meta["reschedules_7d"],
+            "reschedules_14d": meta["reschedules_14d"], "scheduling_help_url": f"{links.base}/help#scheduling",
+            "support_url": f"{links.base}/help"}
+
+
+def _dates(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"period_start": date.fromisoformat(meta["period_start"]), "period_end": date.fromisoformat(meta["period_end"])}
+
+
+def _session_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**row, "date": date.fromisoformat(row["date"])} for row in meta.get("sessions", [])]
+
+
+def _weekly_digest(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    keys = ("audience", "sessions_completed", "no_shows", "reschedules", "average_rating", "feedback_count", "highlights")
+    return {**{k: meta[k] for k in keys}, **_dates(meta), "sessions": _session_rows(meta),
+            "dashboard_url": f"{links.base}/help"}
+
+
+def _parent_notification(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    keys = ("student_name", "kind", "sessions_completed", "no_shows", "average_rating")
+    return {**{k: meta[k] for k in keys}, **_dates(meta), "sessions": _session_rows(meta),
+            "dashboard_url": f"{links.base}/help"}
+
+
+def _manager_digest(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    escalations = [{**e, "submitted_at": datetime.fromisoformat(e["submitted_at"])} for e in meta["escalations"]]
+    return {"manager_name": meta["manager_name"], **_dates(meta), "tutors": meta["tutors"], "escalations": escalations,
+            "dashboard_url": f"{links.base}/help"}
+
+
+def _monthly_summary(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    keys = ("student_name", "month_label", "sessions_completed", "total_minutes", "tutors", "subjects")
+    return {**{k: meta[k] for k in keys}, "dashboard_url": f"{links.base}/help"}
+
+
+def _performance_report(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    return {"tutor_name": meta["tutor_name"], "month_label": meta["month_label"], "metrics": meta["metrics"],
+            "dashboard_url": f"{links.base}/help"}
+
+
 # per template type: the message's stored metadata -> that template's variables
 CONTEXT_BUILDERS: dict[str, Callable[[dict[str, Any], Links, int, datetime], dict[str, Any]]] = {
     "feedback_reminder": _feedback_reminder,
+    "feedback_invitation": _feedback_invitation,
+    "first_session_checkin": _first_session_checkin,
+    "intervention_notification": _intervention_notification,
+    "rescheduling_alert": _rescheduling_alert,
+    "weekly_digest": _weekly_digest,
+    "parent_notification": _parent_notification,
+    "manager_digest": _manager_digest,
+    "monthly_summary": _monthly_summary,
+    "performance_report": _performance_report,
 }
 
 

@@ -49,3 +49,31 @@ def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     markdown = f"# {summary['flow']} at {summary['now']}\n\n| figure | count |\n|---|---|\n{rows}\n\n" + "\n\n".join(notes)
     create_markdown_artifact(key=f"{summary['flow']}-summary", markdown=markdown, description=f"{summary['flow']} run summary")
     return summary
+
+
+def finish(flow_name: str, now: datetime, planned: dict[str, int], delivery: DeliveryReport | None,
+           dry_run: bool) -> dict[str, Any]:
+    """Publish the run's summary artifact; a stopped delivery then fails the run so operators see it."""
+    summary = publish_summary(summarize(flow_name, now, planned, delivery, dry_run))
+    if delivery and delivery.error:
+        raise RuntimeError(f"delivery stopped: {delivery.error}")
+    return summary
+
+
+@task(name="publish-intervention-effect")
+def publish_effect(measured: list[dict[str, Any]]) -> int:
+    """A table artifact: each alert's reschedule rate before and after, and the average change."""
+    from prefect.artifacts import create_table_artifact
+
+    if not measured:
+        return 0
+    rows = [{"tutor_id": m["tutor_id"], "alert_at": m["alert_at"][:10], "before_rate": m["before_rate"],
+             "after_rate": m["after_rate"],
+             "change": None if m["before_rate"] is None or m["after_rate"] is None
+             else round(m["after_rate"] - m["before_rate"], 4)} for m in measured]
+    changes = [r["change"] for r in rows if r["change"] is not None]
+    average = round(sum(changes) / len(changes), 4) if changes else None
+    create_table_artifact(key="rescheduling-intervention-effect", table=rows,
+                          description=f"Reschedule rate (reschedules per scheduled session) in the 14 days after "
+                                      f"each alert against the 14 days before; average change {average}")
+    return len(rows)

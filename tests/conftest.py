@@ -283,3 +283,15 @@ def enqueue(db_url, now):
             return s.scalar(select(EmailMessage.message_id).where(EmailMessage.idempotency_key == planned.idempotency_key))
 
     return _enqueue
+
+
+def _reschedule(url: str, tutor_id: int, session_id: int, at: datetime, by: str = "tutor") -> None:
+    from db.models import RescheduleEvent
+    from db.session import transaction
+
+    with transaction(url) as s:
+        s.add(RescheduleEvent(session_id=session_id, tutor_id=tutor_id, initiated_by=by, original_start=at,
+                              new_start=at + timedelta(days=1), rescheduled_at=at))
+
+
+Platform.reschedule = lambda self, tutor_id, session_id, at, by="tutor": _reschedule(self.url, tutor_id, session_id, at, by)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, current_app, render_template, request
+from prefect.events import emit_event
+from prefect.settings import get_current_settings
 from sqlalchemy.exc import IntegrityError
 
 from db import tracking
@@ -12,6 +14,7 @@ from tutormax.tokens import Purpose
 bp = Blueprint("responses", __name__)
 
 ENGAGEMENT = ("yes", "somewhat", "no")
+CONCERN_EVENT = "tutormax.survey.concerning"
 
 
 def _message(purpose: Purpose, token: str):
@@ -24,6 +27,20 @@ def _message(purpose: Purpose, token: str):
 
 def _rating(value: str | None) -> int | None:
     return int(value) if value in {"1", "2", "3", "4", "5"} else None
+
+
+def announce_concern(survey_id: int) -> None:
+    """Tell Prefect a concerning answer arrived; the escalation deployment's trigger picks it up.
+
+    Best effort by design: if the event is lost, the escalation flow's scheduled sweep finds the answer.
+    """
+    if not get_current_settings().api.url:
+        return  # no Prefect server configured: emitting would start a temporary one in this worker
+    try:
+        emit_event(event=CONCERN_EVENT, resource={"prefect.resource.id": f"tutormax.survey.{survey_id}"},
+                   payload={"survey_id": survey_id})
+    except Exception:  # the answer is stored; never fail the tutor's request over a notification
+        current_app.logger.warning("could not emit %s for survey %s; the sweep will escalate it", CONCERN_EVENT, survey_id)
 
 
 @bp.route("/f/<token>", methods=["GET", "POST"])
@@ -70,10 +87,13 @@ def survey(token: str):
         # the definition of "concerning" lives here so escalation and reports agree
         "concerning": rating <= 2 or concern or engaged == "no", "submitted_at": now()}
     try:
-        fresh = tracking.record_survey(db(), answers)
+        survey_id = tracking.record_survey(db(), answers)
         db().commit()
     except IntegrityError:
         db().rollback()
         abort(404)
+    fresh = survey_id is not None
+    if fresh and answers["concerning"]:
+        announce_concern(survey_id)
     return render_template("message.html", title="Thanks for checking in",
                            body="Your answers are in." if fresh else "We already have your answers. Thank you!")

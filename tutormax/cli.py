@@ -10,6 +10,10 @@ from pathlib import Path
 
 from tutormax.settings import PROJECT_ROOT, ConfigError, var_dir
 
+FLOW_NAMES = ("feedback-invitations", "feedback-reminders", "first-session-checkins", "checkin-escalations",
+              "rescheduling-alerts", "weekly-digests", "manager-digests", "monthly-summaries", "performance-reports",
+              "cleanup-old-tracking-events")
+
 
 def _prefect_home() -> None:
     # keep Prefect's local state (ephemeral server database, logs) inside the project
@@ -89,6 +93,31 @@ def cmd_ingest_journal(args: argparse.Namespace) -> None:
     print(Journal(var_dir() / "journal").ingest())
 
 
+def cmd_preview(args: argparse.Namespace) -> None:
+    from tasks.render import Renderer, message_context, template_name, track
+    from tasks.samples import NOW, SAMPLES
+    from tutormax.links import Links
+    from tutormax.settings import get_settings
+
+    settings = get_settings()
+    renderer, links = Renderer(settings.timezone), Links(settings)
+    out = var_dir() / "previews"
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = [(t, n) for t, n in renderer.available()
+              if (args.type in (None, t)) and (args.name is None or n == template_name(args.name, args.variant))]
+    if not wanted:
+        sys.exit(f"no template matches {args.type} {args.name or ''}")
+    for template_type, name in wanted:
+        recipient, metadata = SAMPLES[template_type]
+        context = message_context(template_type=template_type, message_id=1, recipient_name=recipient,
+                                  metadata=metadata, settings=settings, links=links, now=NOW)
+        rendered = renderer.render(template_type, name, context)
+        rendered = track(rendered, links, 1, {context["unsubscribe_url"], context["preferences_url"]})
+        (out / f"{template_type}_{name}.html").write_text(rendered.html)
+        (out / f"{template_type}_{name}.txt").write_text(f"Subject: {rendered.subject}\n\n{rendered.text}")
+        print(f"{template_type}/{name}: {rendered.subject!r} -> {out / (template_type + '_' + name)}.html/.txt")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     _prefect_home()
     from tutormax.demo import run_demo
@@ -118,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_sink)
 
     p = sub.add_parser("run", help="run one flow once, now")
-    p.add_argument("flow", choices=["feedback-reminders"])
+    p.add_argument("flow", choices=sorted(FLOW_NAMES))
     p.add_argument("--now", help="ISO time to run as (backfill); default: the wall clock")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_run)
@@ -133,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("ingest-journal", help="move events the tracker journaled during a database outage into the database")
     p.set_defaults(func=cmd_ingest_journal)
+
+    p = sub.add_parser("preview", help="render templates with sample data to var/previews/")
+    p.add_argument("type", nargs="?", help="template type (default: all)")
+    p.add_argument("--version", dest="name", help="e.g. v1 (default: every version)")
+    p.add_argument("--variant", help="A/B variant, e.g. b")
+    p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("demo", help="the whole pipeline on embedded defaults, start to finish")
     p.add_argument("--sessions", type=int, default=20000)

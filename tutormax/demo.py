@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email import policy
 
 from tutormax.settings import var_dir
@@ -28,8 +28,37 @@ def _step(text: str) -> float:
     return time.perf_counter()
 
 
+def demo_times(url: str, now: datetime) -> dict[str, datetime]:
+    """A moment for each automation at which a platform generated at now gives it work."""
+    from sqlalchemy import func, select
+
+    from db.models import Feedback, TutoringSession
+    from db.session import transaction
+    from tutormax.settings import get_settings
+
+    tz = get_settings().tz
+    local = now.astimezone(tz)
+    monday = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with transaction(url) as s:
+        unrated = ~select(Feedback.id).where(Feedback.session_id == TutoringSession.id).exists()
+        # the latest session that nobody rated, so the invitation window (0-2 hours after) finds it
+        last_unrated = s.scalar(select(func.max(TutoringSession.ended_at)).where(
+            TutoringSession.ended_at <= now - timedelta(days=3), TutoringSession.status == "completed", unrated))
+    return {
+        "feedback-invitations": (last_unrated or now) + timedelta(minutes=30),
+        "feedback-reminders": now,
+        "first-session-checkins": now,
+        "rescheduling-alerts": now,
+        "weekly-digests": monday + timedelta(hours=9),
+        "manager-digests": monday + timedelta(hours=8),
+        "monthly-summaries": first + timedelta(hours=9),
+        "performance-reports": first + timedelta(hours=10),
+    }
+
+
 def run_demo(sessions: int = 20000) -> None:
-    """Reset the embedded database and Maildir, generate a platform, run the flow, print what happened."""
+    """Reset the embedded database and Maildir, generate a platform, run every automation, simulate recipients."""
     started = time.perf_counter()
     state = var_dir()
     if os.environ.get("DATABASE_URL"):
@@ -45,6 +74,7 @@ def run_demo(sessions: int = 20000) -> None:
 
     from db.demo_data import PlatformSize, generate_platform
     from db.migrate import upgrade
+    from flows.registry import FLOWS
     from tutormax.settings import get_settings
     from tutormax.sink import start_sink
 
@@ -59,34 +89,38 @@ def run_demo(sessions: int = 20000) -> None:
     print("    " + ", ".join(f"{table}: {n:,}" for table, n in counts.items()), f"({time.perf_counter() - t:.1f} s)")
     _step(f"starting the local SMTP sink on 127.0.0.1:{port} -> {maildir}")
     sink = start_sink(maildir, port=port)
+    summaries = {}
     try:
-        t = _step("running the feedback-reminders flow through Prefect (local server)")
-        from flows.feedback_reminders import feedback_reminders
+        for name, at in demo_times(settings.database_url, now).items():
+            t = _step(f"running {name} through Prefect as of {at.astimezone(settings.tz):%a %Y-%m-%d %H:%M %Z}")
+            summaries[name] = FLOWS[name](now=at)
+        t = _step(f"starting the tracker under gunicorn on 127.0.0.1:{tracker_port}")
+        tracker = _start_tracker(tracker_port)
+        try:
+            # opens within seconds of sending count as machine opens: let a moment pass, as in real life
+            time.sleep(max(0.0, 3.0 - (time.perf_counter() - t)))
+            _step("simulating recipients over HTTP: desktop, phone, Apple Mail Privacy Protection, a link scanner")
+            from tutormax.simulate import simulate
 
-        summary = feedback_reminders(now=now)
-        print(f"    flow finished in {time.perf_counter() - t:.1f} s")
+            tally = simulate(maildir)
+        finally:
+            tracker.terminate()
+            tracker.wait(timeout=30)
+        _step("running checkin-escalations (the sweep) for concerning survey answers")
+        summaries["checkin-escalations"] = FLOWS["checkin-escalations"](now=now)
+        _step("running cleanup-old-tracking-events")
+        cleanup = FLOWS["cleanup-old-tracking-events"](now=now)
     finally:
         sink.stop()
 
-    t = _step(f"starting the tracker under gunicorn on 127.0.0.1:{tracker_port}")
-    tracker = _start_tracker(tracker_port)
-    try:
-        # opens within seconds of sending count as machine opens: let a moment pass, as in real life
-        time.sleep(max(0.0, 3.0 - (time.perf_counter() - t)))
-        _step("simulating recipients over HTTP: desktop, phone, Apple Mail Privacy Protection, a link scanner")
-        from tutormax.simulate import simulate
-
-        tally = simulate(maildir)
-    finally:
-        tracker.terminate()
-        tracker.wait(timeout=30)
-
     box = mailbox.Maildir(maildir, create=False)
     keys = sorted(box.keys())
-    print("\nFeedback reminders")
-    for figure in ("planned", "sent", "deferred", "failed", "bounced", "skipped", "already_planned"):
-        print(f"    {figure:<16}{summary[figure]:>7,}")
-    print(f"    {'render p50 ms':<16}{summary['render_ms_p50']!s:>7}")
+    print(f"\n{'automation':<24}{'planned':>8}{'sent':>7}{'deferred':>9}{'failed':>7}{'skipped':>8}{'render p50':>12}")
+    for name, summary in summaries.items():
+        print(f"{name:<24}{summary['planned']:>8,}{summary['sent']:>7,}{summary['deferred']:>9,}"
+              f"{summary['failed'] + summary['bounced']:>7,}{summary['skipped']:>8,}"
+              f"{(str(summary['render_ms_p50']) + ' ms') if summary['render_ms_p50'] else '-':>12}")
+    print(f"cleanup-old-tracking-events: {cleanup['deleted']} events older than {cleanup['cutoff'][:10]} deleted")
     print(f"\nDelivered messages: {len(keys):,} in the Maildir {maildir}")
     if keys:
         example = email.message_from_bytes(box.get_bytes(keys[0]), policy=policy.default)
@@ -98,7 +132,7 @@ def run_demo(sessions: int = 20000) -> None:
             print(f"    {line}")
         preview = state / "example.html"
         preview.write_text(example.get_body(("html",)).get_content())
-        print(f"\nIts HTML part: {preview}")
+        print(f"\nIts HTML part: {preview}; every template with sample data: tutormax preview")
     _print_tracking(settings.database_url, tally)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
 

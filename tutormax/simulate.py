@@ -46,6 +46,13 @@ def _fetch(url: str, user_agent: str, method: str = "GET", data: dict | None = N
 def _click_and_rate(url: str, user_agent: str, rng: random.Random, tally: Counter) -> None:
     status, landing = _fetch(url, user_agent)
     tally["clicks"] += 1
+    if status == 302 and landing and "/s/" in landing:  # a tutor answers the first-session check-in
+        _fetch(landing, user_agent)
+        worried = rng.random() < 0.5
+        answers = {"rating": rng.choice("12") if worried else rng.choice("345"),
+                   "engaged": "no" if worried else "yes", "comment": "Student seemed lost." if worried else ""}
+        _fetch(landing, user_agent, "POST", {**answers, **({"concern": "on"} if worried else {})})
+        tally["surveys_answered"] += 1
     if status == 302 and landing and "/f/" in landing:
         _fetch(landing, user_agent)  # the feedback page: GET shows the form
         if rng.random() < 0.7:
@@ -66,7 +73,12 @@ def simulate(maildir: Path, seed: int = 7) -> Counter:
         links = _CLICK.findall(html)
         unsubscribe = message["List-Unsubscribe"].strip("<>")
         roll = rng.random()
-        if roll < 0.10:  # a gateway scanner: HEAD then GET every link, at once
+        if "first session" in message["Subject"] and links:  # tutors answer their check-ins; some are worried
+            persona = "tutor_checkin"
+            if pixel:
+                _fetch(pixel.group(1), DESKTOP)
+            _click_and_rate(links[0], DESKTOP, random.Random(index), tally)
+        elif roll < 0.10:  # a gateway scanner: HEAD then GET every link, at once
             persona = "link_scanner"
             for link in links:
                 _fetch(link, SCANNER, "HEAD")

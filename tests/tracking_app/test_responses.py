@@ -76,3 +76,24 @@ def test_survey_without_concerns_is_not_concerning(client, platform, db_url, tok
     assert client.post(f"/s/{token(Purpose.SURVEY, mid)}", data={"rating": "3", "engaged": "somewhat"}).status_code == 200
     with transaction(db_url) as s:
         assert s.scalar(select(SurveyResponse.concerning)) is False
+
+
+def test_tracker_announces_a_concerning_answer(client, platform, db_url, enqueue, token, monkeypatch):
+    from tracking_app import responses
+
+    emitted = []
+    monkeypatch.setattr(responses, "emit_event", lambda **kw: emitted.append(kw))
+    monkeypatch.setattr(responses, "get_current_settings",
+                        lambda: type("S", (), {"api": type("A", (), {"url": "http://127.0.0.1:4200/api"})()})())
+    tutor = platform.tutor()
+    session_id = platform.session(tutor, platform.student(), ended_ago=timedelta(hours=3))
+    mid = enqueue("tutor@example.com", entity_id=session_id)
+    with transaction(db_url) as s:
+        s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(recipient_id=tutor))
+    client.post(f"/s/{token(Purpose.SURVEY, mid)}", data={"rating": "2", "engaged": "somewhat"})
+    client.post(f"/s/{token(Purpose.SURVEY, mid)}", data={"rating": "1", "engaged": "no"})  # a second answer
+    with transaction(db_url) as s:
+        survey_id = s.scalar(select(SurveyResponse.id))
+    assert emitted == [{"event": "tutormax.survey.concerning",
+                        "resource": {"prefect.resource.id": f"tutormax.survey.{survey_id}"},
+                        "payload": {"survey_id": survey_id}}]
