@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from prefect import flow
 
-from tasks.deliver import deliver_due
+from flows.pipeline import plan_and_send
 from tasks.plan_checkins import plan_first_session_checkins
-from tasks.summary import finish
-from tutormax.clock import resolve_now
-from tutormax.settings import get_settings
 
 
 @flow(name="first-session-checkins")
 def first_session_checkins(now: datetime | None = None, dry_run: bool = False, batch_size: int | None = None) -> dict[str, Any]:
     """Ask each tutor how a first session went, once per session."""
-    now = resolve_now(now)
-    run_at = now or datetime.now(timezone.utc)
-    planned = plan_first_session_checkins(run_at, dry_run)
-    delivery = None if dry_run else deliver_due(now, batch_size or get_settings().batch_size, ["first_session_checkin"])
-    return finish("first-session-checkins", run_at, planned, delivery, dry_run)
+    return plan_and_send("first-session-checkins", plan_first_session_checkins, ["first_session_checkin"], now, dry_run, batch_size)

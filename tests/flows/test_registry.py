@@ -32,3 +32,21 @@ def test_prefect_yaml_builds_every_deployment(monkeypatch):
     assert crons["rescheduling-alerts"] == "0 10 * * *" and crons["first-session-checkins"] == "*/30 * * * *"
     assert crons["cleanup-old-tracking-events"] == "0 2 * * 0" and crons["monthly-summaries"] == "0 9 1 * *"
     assert built["cleanup-old-tracking-events"].parameters == {"days_to_keep": 90, "dry_run": False}
+
+
+def test_schedules_keep_the_local_hour_across_dst():
+    """The server computes runs from the deployment's cron and zone: 09:00 stays 09:00 local."""
+    import asyncio
+    import inspect
+    from datetime import datetime, timezone
+
+    from prefect.server.schemas.schedules import CronSchedule
+
+    get_settings.cache_clear()
+    weekly = next(d for d in deployments(PROJECT_ROOT / "prefect.yaml") if d.name == "weekly-digests")
+    spec = weekly.schedules[0].schedule
+    dates = CronSchedule(cron=spec.cron, timezone=spec.timezone).get_dates(
+        n=3, start=datetime(2026, 10, 20, tzinfo=timezone.utc))
+    dates = asyncio.run(dates) if inspect.iscoroutine(dates) else dates
+    assert [d.hour for d in dates] == [9, 9, 9]
+    assert [d.astimezone(timezone.utc).hour for d in dates] == [13, 14, 14]  # EDT, then EST
