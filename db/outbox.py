@@ -37,6 +37,7 @@ class PlannedMessage:
     recipient_id: int | None
     template_version: str = "v1"
     ab_variant: str | None = None
+    campaign_id: str | None = None
     priority: int = 2
     skip_reason: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +73,7 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
             "template_type": p.template_type,
             "template_version": p.template_version,
             "ab_variant": p.ab_variant,
+            "campaign_id": p.campaign_id,
             "category": p.category,
             "status": MessageStatus.SKIPPED if p.skip_reason else MessageStatus.QUEUED,
             "skip_reason": p.skip_reason,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from db.events import SessionStatus
 from db.models import (
+    EmailCampaign,
     EmailPreference,
     EmailWorkflowState,
     Feedback,
@@ -134,3 +135,10 @@ def unescalated_concerns(session: Session, *, survey_id: int | None = None, afte
     if survey_id is not None:
         query = query.where(r.id == survey_id)
     return session.execute(query).all()
+
+
+def active_ab_campaigns(session: Session) -> dict[str, EmailCampaign]:
+    """A/B tests running on automations, by the template type they split."""
+    rows = session.scalars(select(EmailCampaign).where(EmailCampaign.ab_test_enabled.is_(True),
+                                                       EmailCampaign.status.in_(["active", "sending"])))
+    return {c.template_type: c for c in rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -90,36 +90,6 @@ def record_survey(session: Session, answers: dict[str, Any]) -> int | None:
     table = SurveyResponse.__table__
     stmt = _insert(session, table).values(**answers).on_conflict_do_nothing(index_elements=["message_id"])
     return session.execute(stmt.returning(table.c.id)).scalar()
-
-
-def delivery_counts(session: Session, *filters) -> dict[str, int]:
-    """Headline counts over messages, for the analytics API."""
-    m = EmailMessage
-    row = session.execute(select(
-        func.count().label("total"),
-        func.sum(case((m.status == "sent", 1), else_=0)).label("sent"),
-        func.sum(case((m.bounced_at.is_not(None), 1), else_=0)).label("bounced"),
-        func.sum(case((m.status == "failed", 1), else_=0)).label("failed"),
-        func.sum(case((m.status == "skipped", 1), else_=0)).label("skipped"),
-        func.sum(case((m.status.in_(["queued", "deferred", "sending"]), 1), else_=0)).label("pending"),
-        func.sum(case((m.opened_at.is_not(None), 1), else_=0)).label("opened"),
-        func.sum(case((m.first_clicked_at.is_not(None), 1), else_=0)).label("clicked"),
-        func.sum(case((m.unsubscribed_at.is_not(None), 1), else_=0)).label("unsubscribed"),
-    ).where(*filters)).one()
-    return {k: int(v or 0) for k, v in row._mapping.items()}
-
-
-def human_counts(session: Session, *filters) -> dict[str, int]:
-    """Messages with a human open (a human click counts as one) and with a human click."""
-    e, m = EmailTrackingEvent, EmailMessage
-    human = (select(e.message_id, e.event_type).join(m, m.message_id == e.message_id)
-             .where(e.is_machine.is_(False), e.event_type.in_([EventType.OPENED, EventType.CLICKED]), *filters)
-             .subquery())
-    row = session.execute(select(
-        func.count(func.distinct(human.c.message_id)).label("human_opened"),
-        func.count(func.distinct(case((human.c.event_type == EventType.CLICKED, human.c.message_id)))).label("human_clicked"),
-    )).one()
-    return {k: int(v or 0) for k, v in row._mapping.items()}
 
 
 def delete_events_before(session: Session, cutoff: datetime, batch: int) -> int:

@@ -13,6 +13,7 @@ from prefect.schedules import Cron
 
 from flows.checkin_escalations import checkin_escalations
 from flows.cleanup_old_tracking_events import cleanup_old_tracking_events
+from flows.email_analytics import email_analytics
 from flows.feedback_invitations import feedback_invitations
 from flows.feedback_reminders import feedback_reminders
 from flows.first_session_checkins import first_session_checkins
@@ -34,6 +35,7 @@ FLOWS: dict[str, Flow] = {
     "monthly-summaries": monthly_summaries,
     "performance-reports": performance_reports,
     "cleanup-old-tracking-events": cleanup_old_tracking_events,
+    "email-analytics": email_analytics,
 }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from db import outbox, queries
 from db.events import PRIORITY_RANK, Category, Priority
 from db.session import transaction
+from tasks.abtest import assign_variant
 from tasks.recipients import for_student, preference_skip
 from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.logs import run_logger
@@ -33,12 +34,34 @@ def run_planner(name: str, page: PlanPage, now: datetime, dry_run: bool) -> dict
                 totals.skipped += sum(1 for p in planned if p.skip_reason)
                 session.rollback()
                 continue
-            counts = outbox.plan(session, planned, now)
+            counts = outbox.plan(session, assign_variants(session, planned), now)
         totals.queued += counts.queued
         totals.skipped += counts.skipped
         totals.already_planned += counts.already_planned
     run_logger().info("planned %s: %s", name, asdict(totals))
     return asdict(totals)
+
+
+def assign_variants(session: Session, planned: list[outbox.PlannedMessage]) -> list[outbox.PlannedMessage]:
+    """Put each message of a template under an active A/B test into its campaign and a variant.
+
+    The variant is a keyed hash of the recipient and the campaign against the weights: a rerun,
+    or the same recipient next week, lands in the same variant.
+    """
+    campaigns = queries.active_ab_campaigns(session)
+    if not campaigns:
+        return planned
+    secret = get_settings().secret_bytes()
+    for message in planned:
+        campaign = campaigns.get(message.template_type)
+        if campaign is None or message.skip_reason:
+            continue
+        weights = {"a": campaign.ab_variant_a_weight, "b": campaign.ab_variant_b_weight}
+        key = (message.recipient_email or str(message.recipient_id)).lower()
+        message.campaign_id = campaign.campaign_id
+        message.template_version = campaign.template_version
+        message.ab_variant = assign_variant(key, campaign.campaign_id, weights, secret)
+    return planned
 
 
 def _today(now: datetime):

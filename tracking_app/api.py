@@ -8,16 +8,18 @@ body instead (POST /preferences/lookup, PUT /preferences, POST /unsubscribe).
 from __future__ import annotations
 
 import hmac
+from datetime import datetime, timezone
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import select
 
-from db import tracking
+from db import analytics, tracking
 from db.events import Category
 from db.models import EmailCampaign, EmailMessage
 from tracking_app.recording import db, now
+from tutormax.metrics import COUNTS, rates_of
 
 bp = Blueprint("api", __name__, url_prefix="/api/email-analytics")
 
@@ -33,26 +35,14 @@ def _require_token():
         abort(response)
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return round(100.0 * part / whole, 2) if whole else None
+EVERYTHING = (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc))
 
 
 def _metrics(*filters) -> dict[str, Any]:
-    counts = tracking.delivery_counts(db(), *filters)
-    counts.update(tracking.human_counts(db(), *filters))
-    attempted = counts["sent"] + counts["failed"]
-    return {
-        "counts": counts,
-        "rates": {
-            "delivery_rate": _rate(counts["sent"], attempted),
-            "bounce_rate": _rate(counts["bounced"], attempted),
-            "open_rate_all": _rate(counts["opened"], counts["sent"]),
-            "open_rate_human": _rate(counts["human_opened"], counts["sent"]),
-            "click_through_rate": _rate(counts["clicked"], counts["sent"]),
-            "click_to_open_rate": _rate(counts["clicked"], counts["opened"]),
-            "unsubscribe_rate": _rate(counts["unsubscribed"], counts["sent"]),
-        },
-    }
+    """The same counts and rates (fractions, None without a denominator) the analytics report shows."""
+    frame = analytics.message_counts(db(), *EVERYTHING, *filters)
+    counts = {k: int(frame[k].sum()) if len(frame) else 0 for k in COUNTS}
+    return {"counts": counts, "rates": rates_of(counts)}
 
 
 def _campaign(campaign_id: str) -> EmailCampaign:
@@ -107,13 +97,21 @@ def campaign_messages(campaign_id: str):
 
 @bp.get("/campaigns/<campaign_id>/ab-test")
 def campaign_ab_test(campaign_id: str):
-    """Per-variant counts and rates (the significance test comes with the analytics flow)."""
+    """Per-variant counts and the verdict the statistics support (clicks decide; see tasks/abtest.py)."""
+    from tasks.abtest import VariantStats, compare
+
     c = _campaign(campaign_id)
-    variants = db().scalars(select(EmailMessage.ab_variant).where(EmailMessage.campaign_id == c.campaign_id)
-                            .distinct())
-    return {"campaign_id": c.campaign_id, "ab_test_enabled": c.ab_test_enabled,
-            "variants": {v or "a": _metrics(EmailMessage.campaign_id == c.campaign_id,
-                                            EmailMessage.ab_variant.is_not_distinct_from(v)) for v in variants}}
+    frame = analytics.message_counts(db(), *EVERYTHING, EmailMessage.campaign_id == c.campaign_id)
+    per_variant = frame.groupby("ab_variant")[list(COUNTS)].sum() if len(frame) else frame
+    variants = {v: {k: int(row[k]) for k in COUNTS} for v, row in per_variant.iterrows()}
+    body: dict[str, Any] = {"campaign_id": c.campaign_id, "ab_test_enabled": c.ab_test_enabled,
+                            "variants": {v: {"counts": counts, "rates": rates_of(counts)} for v, counts in variants.items()}}
+    if {"a", "b"} <= set(variants):
+        stats = {v: VariantStats(variant=v, sent=n["attempted"], delivered=n["delivered"], human_opens=n["opened_human"],
+                                 clicks=n["clicked_human"]) for v, n in variants.items()}
+        body["result"] = compare(stats["a"], stats["b"], weights={"a": c.ab_variant_a_weight,
+                                                                 "b": c.ab_variant_b_weight}).__dict__
+    return body
 
 
 @bp.get("/metrics/overall")

@@ -12,7 +12,7 @@ from tutormax.settings import PROJECT_ROOT, ConfigError, var_dir
 
 FLOW_NAMES = ("feedback-invitations", "feedback-reminders", "first-session-checkins", "checkin-escalations",
               "rescheduling-alerts", "weekly-digests", "manager-digests", "monthly-summaries", "performance-reports",
-              "cleanup-old-tracking-events")
+              "cleanup-old-tracking-events", "email-analytics")
 
 
 def _prefect_home() -> None:

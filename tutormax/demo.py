@@ -87,6 +87,15 @@ def run_demo(sessions: int = 20000) -> None:
     t = _step(f"generating a demo platform ({sessions:,} sessions over 60 days)")
     counts = generate_platform(settings.database_url, size=PlatformSize.for_sessions(sessions), now=now)
     print("    " + ", ".join(f"{table}: {n:,}" for table, n in counts.items()), f"({time.perf_counter() - t:.1f} s)")
+    _step("starting an A/B test on feedback reminders: v1 against v1_b's subject and button, 50/50")
+    from db.models import EmailCampaign
+    from db.session import transaction
+
+    with transaction() as session:
+        session.add(EmailCampaign(campaign_id="reminder-subject-test", campaign_name="Reminder subject test",
+                                  campaign_type="automation_ab", template_type="feedback_reminder",
+                                  template_version="v1", ab_test_enabled=True, status="active", created_by="demo",
+                                  started_at=now))
     _step(f"starting the local SMTP sink on 127.0.0.1:{port} -> {maildir}")
     sink = start_sink(maildir, port=port)
     summaries = {}
@@ -110,6 +119,8 @@ def run_demo(sessions: int = 20000) -> None:
         summaries["checkin-escalations"] = FLOWS["checkin-escalations"](now=now)
         _step("running cleanup-old-tracking-events")
         cleanup = FLOWS["cleanup-old-tracking-events"](now=now)
+        _step("running email-analytics over the last 60 days")
+        analytics = FLOWS["email-analytics"](now=now + timedelta(days=1), days=61)
     finally:
         sink.stop()
 
@@ -134,7 +145,22 @@ def run_demo(sessions: int = 20000) -> None:
         preview.write_text(example.get_body(("html",)).get_content())
         print(f"\nIts HTML part: {preview}; every template with sample data: tutormax preview")
     _print_tracking(settings.database_url, tally)
+    _print_analytics(analytics)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
+
+
+def _print_analytics(result: dict) -> None:
+    def pct(value):
+        return "—" if value is None else f"{value * 100:.1f}%"
+
+    print("\nEmail analytics (human opens exclude machine opens; a human click counts as an open):")
+    print(f"    messages {result['messages']:,}, delivery {pct(result['delivery_rate'])}, "
+          f"opens {pct(result['open_rate_human'])} human / {pct(result['open_rate_all'])} all, "
+          f"clicks {pct(result['click_through_rate'])}, click-to-open {pct(result['click_to_open_rate'])}")
+    print("    success metrics: " + ", ".join(f"{name} {status}" for name, status in result["success"].items()))
+    for campaign, verdict in result["ab_tests"].items():
+        print(f"    A/B {campaign}: {verdict['reason']}")
+    print(f"    report: {result['report']} (CSV exports beside it)")
 
 
 def _start_tracker(port: int) -> subprocess.Popen:

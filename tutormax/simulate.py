@@ -97,7 +97,9 @@ def simulate(maildir: Path, seed: int = 7) -> Counter:
             agent = rng.choice([DESKTOP, OUTLOOK, IPHONE, ANDROID])
             if pixel:
                 _fetch(pixel.group(1), agent)
-            if links and rng.random() < 0.55:
+            # the simulated truth for the demo's A/B test: variant b's subject and button draw more clicks
+            click_chance = 0.7 if message["Subject"].startswith("Quick question") else 0.5
+            if links and rng.random() < click_chance:
                 _click_and_rate(links[0], agent, rng, tally)
         else:
             persona = "ignored"

@@ -1,0 +1,129 @@
+"""Aggregates for the analytics flow and the analytics API: GROUP BY in the database, one query a figure.
+
+Both the report and the JSON API read their counts from here, so they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Date, and_, case, cast, func, literal, select
+from sqlalchemy.orm import Session
+
+from db.events import EventType
+from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback, SurveyResponse
+
+DIMENSIONS = ("template_type", "template_version", "ab_variant", "campaign_id", "day")
+CRITICAL_TYPES = ("intervention_notification", "rescheduling_alert", "first_session_checkin")
+
+
+def _day(column, session: Session):
+    # one calendar day per UTC date; SQLite has no DATE type, so its date() gives text
+    return func.date(column) if session.get_bind().dialect.name == "sqlite" else cast(column, Date)
+
+
+def _human_engagement(start: datetime, end: datetime):
+    """Per message: did a person (not a machine) open it, or click (a click implies an open)?"""
+    e = EmailTrackingEvent
+    human = e.is_machine.is_(False)
+    return (
+        select(e.message_id,
+               func.max(case((and_(human, e.event_type.in_([EventType.OPENED, EventType.CLICKED])), 1), else_=0))
+               .label("human_opened"),
+               func.max(case((and_(human, e.event_type == EventType.CLICKED), 1), else_=0)).label("human_clicked"),
+               func.max(case((e.event_type == EventType.COMPLAINED, 1), else_=0)).label("complained"))
+        .where(e.event_time >= start)  # events come after their message; no upper bound: late opens count
+        .group_by(e.message_id)
+        .subquery()
+    )
+
+
+def message_counts(session: Session, start: datetime, end: datetime, *filters) -> pd.DataFrame:
+    """Counts per template type, version, variant, campaign and day of sending, for messages created in [start, end)."""
+    m = EmailMessage
+    h = _human_engagement(start, end)
+    day = _day(func.coalesce(m.sent_at, m.created_at), session)
+    attempted = m.status.in_(["sent", "failed"])
+    query = (
+        select(m.template_type, m.template_version, func.coalesce(m.ab_variant, literal("a")).label("ab_variant"),
+               func.coalesce(m.campaign_id, literal("")).label("campaign_id"), day.label("day"),
+               func.count().label("messages"),
+               func.sum(case((attempted, 1), else_=0)).label("attempted"),
+               func.sum(case((m.status == "sent", 1), else_=0)).label("delivered"),
+               func.sum(case((m.bounced_at.is_not(None), 1), else_=0)).label("bounced"),
+               func.sum(case((m.status == "failed", 1), else_=0)).label("failed"),
+               func.sum(case((m.status == "skipped", 1), else_=0)).label("skipped"),
+               func.sum(case((m.opened_at.is_not(None), 1), else_=0)).label("opened_all"),
+               func.sum(func.coalesce(h.c.human_opened, 0)).label("opened_human"),
+               func.sum(case((m.first_clicked_at.is_not(None), 1), else_=0)).label("clicked_all"),
+               func.sum(func.coalesce(h.c.human_clicked, 0)).label("clicked_human"),
+               func.sum(case((m.unsubscribed_at.is_not(None), 1), else_=0)).label("unsubscribed"),
+               func.sum(func.coalesce(h.c.complained, 0)).label("complained"))
+        .select_from(m).outerjoin(h, h.c.message_id == m.message_id)
+        .where(m.created_at >= start, m.created_at < end, *filters)
+        .group_by(m.template_type, m.template_version, func.coalesce(m.ab_variant, literal("a")),
+                  func.coalesce(m.campaign_id, literal("")), day)
+    )
+    frame = pd.read_sql(query, session.connection())
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    return frame
+
+
+def time_to_open(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
+    """How long after sending the first open came, in buckets (messages created in [start, end))."""
+    m = EmailMessage
+    seconds = (func.extract("epoch", m.opened_at) - func.extract("epoch", m.sent_at)
+               if session.get_bind().dialect.name == "postgresql"
+               else (func.julianday(m.opened_at) - func.julianday(m.sent_at)) * 86400)
+    bucket = case((seconds < 3600, "under 1 hour"), (seconds < 4 * 3600, "1-4 hours"), (seconds < 86400, "4-24 hours"),
+                  (seconds < 3 * 86400, "1-3 days"), else_="over 3 days")
+    query = (select(bucket.label("bucket"), func.count().label("messages"))
+             .where(m.created_at >= start, m.created_at < end, m.opened_at.is_not(None), m.sent_at.is_not(None))
+             .group_by(bucket))
+    return pd.read_sql(query, session.connection())
+
+
+def client_breakdown(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
+    """Human opens by device, browser and OS, from events in [start, end)."""
+    e = EmailTrackingEvent
+    query = (select(func.coalesce(e.device, "unknown").label("device"), func.coalesce(e.browser, "unknown").label("browser"),
+                    func.coalesce(e.os, "unknown").label("os"), func.count().label("opens"))
+             .where(e.event_type == EventType.OPENED, e.is_machine.is_(False), e.event_time >= start, e.event_time < end)
+             .group_by(e.device, e.browser, e.os))
+    return pd.read_sql(query, session.connection())
+
+
+def events_by_day(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
+    """Opens and clicks per day, human and machine, from events in [start, end)."""
+    e = EmailTrackingEvent
+    day = _day(e.event_time, session)
+    query = (select(day.label("day"), e.event_type, e.is_machine, func.count().label("events"))
+             .where(e.event_type.in_([EventType.OPENED, EventType.CLICKED]), e.event_time >= start, e.event_time < end)
+             .group_by(day, e.event_type, e.is_machine))
+    frame = pd.read_sql(query, session.connection())
+    frame["day"] = pd.to_datetime(frame["day"]).dt.date
+    return frame
+
+
+def feedback_after_reminders(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """(reminded sessions, of those the ones with feedback submitted after the reminder was sent)."""
+    w, m = EmailWorkflowState, EmailMessage
+    reminded = (select(w.entity_id.label("session_id"), m.sent_at)
+                .join(m, m.message_id == w.message_id)
+                .where(w.workflow_type == "feedback_reminder", m.status == "sent", m.sent_at >= start, m.sent_at < end)
+                .subquery())
+    row = session.execute(select(func.count(), func.count(Feedback.id)).select_from(reminded).outerjoin(
+        Feedback, and_(Feedback.session_id == reminded.c.session_id, Feedback.submitted_at >= reminded.c.sent_at))).one()
+    return int(row[0]), int(row[1])
+
+
+def checkin_engagement(session: Session, start: datetime, end: datetime) -> tuple[int, int]:
+    """(check-ins delivered, of those answered)."""
+    m = EmailMessage
+    row = session.execute(
+        select(func.count(), func.count(SurveyResponse.id)).select_from(m)
+        .outerjoin(SurveyResponse, SurveyResponse.message_id == m.message_id)
+        .where(m.template_type == "first_session_checkin", m.status == "sent", m.created_at >= start,
+               m.created_at < end)).one()
+    return int(row[0]), int(row[1])
