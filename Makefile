@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test serve sink tracker bench-delivery bench-tracker smtp-sink wrk clean
+.PHONY: install demo test serve sink tracker bench-delivery bench-tracker bench-analytics smtp-sink wrk clean
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ smtp-sink:
 
 bench-delivery: $(STAMP) smtp-sink
 	$(PY) benchmarks/delivery.py
+
+bench-analytics: $(STAMP)
+	$(PY) benchmarks/analytics.py
 
 clean:
 	rm -rf var reports
