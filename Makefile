@@ -44,6 +44,9 @@ smtp-sink:
 bench-delivery: $(STAMP) smtp-sink
 	$(PY) benchmarks/delivery.py
 
+bench-tracker: $(STAMP)
+	$(PY) benchmarks/tracker.py
+
 bench-analytics: $(STAMP)
 	$(PY) benchmarks/analytics.py
 

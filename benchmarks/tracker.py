@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def ensure_wrk() -> str:
         sys.exit("wrk not found and not root: install it with `sudo apt-get install -y wrk`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "wrk"]
-    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+    if subprocess.run(install, check=False, env=env, stdout=subprocess.DEVNULL).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
         subprocess.run(install, env=env, stdout=subprocess.DEVNULL, check=False)
     binary = shutil.which("wrk")
@@ -165,7 +165,7 @@ def sent_messages(url: str, n: int) -> list[int]:
     from db.models import EmailMessage
     from db.session import get_engine
 
-    sent_at = datetime.now(timezone.utc) - timedelta(hours=1)
+    sent_at = datetime.now(UTC) - timedelta(hours=1)
     table = EmailMessage.__table__
     rows = [{"idempotency_key": f"bench-tracker:{i}", "recipient_email": f"student{i}@example.com",
              "recipient_type": "student", "recipient_id": i, "template_type": "feedback_reminder",
@@ -244,7 +244,7 @@ class Server:
 
 def run_wrk(wrk: str, script: Path, base: str, *, seconds: float, connections: int, threads: int) -> dict:
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script), base]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=seconds + 60)
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):])
@@ -291,7 +291,7 @@ def main() -> None:
             "agents": ",".join(json.dumps(ua) for ua in USER_AGENTS),
             "mark": RESULT_MARK})
         env = {"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "TUTORMAX_VAR_DIR": str(workdir / "var")}
-        load = dict(connections=args.connections, threads=args.threads)
+        load = {"connections": args.connections, "threads": args.threads}
         try:
             log(f"starting the tracker and the bare baseline under gunicorn, {args.workers} sync workers each")
             tracker = Server("tracker", "tracking_app.wsgi:app", args.workers, env, workdir)

@@ -35,7 +35,7 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 @lru_cache(maxsize=8)
-def _engine(url: str) -> Engine:
+def _engine(url: str, pre_ping: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -45,14 +45,18 @@ def _engine(url: str) -> Engine:
         return engine
     # values_plus_batch: executemany UPDATEs (delivery outcomes) go in pages, not a round trip per row
     # connect_timeout: a database that does not answer fails fast instead of hanging a request or a task
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, executemany_mode="values_plus_batch",
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5, executemany_mode="values_plus_batch",
                          connect_args={"connect_timeout": 5})
 
 
 @lru_cache(maxsize=8)
-def session_factory(url: str) -> sessionmaker[Session]:
-    """Sessions bound to the engine for url."""
-    return sessionmaker(_engine(url), expire_on_commit=False)
+def session_factory(url: str, pre_ping: bool = True) -> sessionmaker[Session]:
+    """Sessions bound to the engine for url.
+
+    pre_ping=False saves a round trip a request (the tracker): a connection that died with a
+    database restart then fails once, the pool replaces it, and the event goes to the journal.
+    """
+    return sessionmaker(_engine(url, pre_ping), expire_on_commit=False)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -63,6 +63,26 @@ def event_seen(session: Session, event_key: str) -> bool:
     """Whether a journaled event with this key is already in the database."""
     e = EmailTrackingEvent
     return session.scalar(select(e.event_id).where(e.event_key == event_key)) is not None
+
+
+# Built once: the pixel is the hottest path in the system, and building statements per hit
+# costs more Python than running them.
+_m = EmailMessage.__table__
+_OPENED = (update(_m).where(_m.c.message_id == bindparam("mid"))
+           .values(open_count=_m.c.open_count + 1, opened_at=func.coalesce(_m.c.opened_at, bindparam("at")))
+           .returning(_m.c.sent_at))
+_EVENT = EmailTrackingEvent.__table__.insert()
+
+
+def count_open(session: Session, message_id: int, at: datetime) -> tuple[bool, datetime | None]:
+    """Bump the message's open counters; (whether the message exists, its sent_at)."""
+    row = session.connection().execute(_OPENED, {"mid": message_id, "at": at}).first()
+    return (row is not None, row[0] if row else None)
+
+
+def insert_event(session: Session, event: dict[str, Any]) -> None:
+    """Insert an event whose counters were already bumped (the open pixel's path)."""
+    session.connection().execute(_EVENT, event)
 
 
 def preference(session: Session, email: str) -> EmailPreference | None:

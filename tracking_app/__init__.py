@@ -27,7 +27,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         TRUSTED_PROXIES=parse_networks(settings.tracker_trusted_proxies),
         APPLE_PROXY_NETWORKS=parse_networks(settings.apple_proxy_networks),
         JOURNAL=Journal(var_dir() / "journal"),
-        SESSIONS=session_factory(settings.database_url),
+        SESSIONS=session_factory(settings.database_url, pre_ping=False),
         MAX_CONTENT_LENGTH=64 * 1024,  # forms here are small; anything bigger is not ours
     )
     for blueprint in (track.bp, prefs.bp, responses.bp, api.bp):

@@ -10,7 +10,8 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-max_requests = 10000
-max_requests_jitter = 1000
+# recycle workers now and then (leaks happen), but rarely: each restart reloads the app
+max_requests = 200000
+max_requests_jitter = 20000
 accesslog = "-" if os.environ.get("TRACKER_ACCESS_LOG") else None
 # the access log would hold tokens; they carry no address but are still bearer links

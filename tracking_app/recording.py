@@ -60,5 +60,11 @@ def record(event: dict[str, Any]) -> None:
         session.commit()
     except OperationalError:
         session.rollback()
-        current_app.logger.warning("database unreachable; event journaled for later ingest")
-        current_app.config["JOURNAL"].append({**event, "event_key": uuid.uuid4().hex})
+        journal(event)
+
+
+def journal(event: dict[str, Any]) -> None:
+    """Keep an event the database could not take; `tutormax ingest-journal` (and the cleanup and
+    analytics flows) move it in later, once."""
+    current_app.logger.warning("database unreachable; event journaled for later ingest")
+    current_app.config["JOURNAL"].append({**event, "event_key": uuid.uuid4().hex})

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from db import tracking
 from db.events import EventType
 from tracking_app.classify import classify_click, classify_open, parse_client
-from tracking_app.recording import client_ip, db, now, record, token_or_404
+from tracking_app.recording import client_ip, db, journal, now, record, token_or_404
 from tutormax.tokens import BadToken, Purpose
 
 bp = Blueprint("track", __name__)
@@ -45,13 +45,22 @@ def open_pixel(token: str):
         data = current_app.config["LINKS"].signer.verify(Purpose.OPEN, token)
     except BadToken:
         return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
-    message = _message(data.message_id)
-    if message is not None:
-        at = now()
-        verdict = classify_open(
-            user_agent=request.headers.get("User-Agent"), ip=client_ip(), sent_at=message.sent_at if message else None,
-            at=at, apple_proxy_networks=current_app.config["APPLE_PROXY_NETWORKS"])
-        record(_event(data.message_id, EventType.OPENED, verdict, at=at))
+    at = now()
+    user_agent = request.headers.get("User-Agent")
+    networks = current_app.config["APPLE_PROXY_NETWORKS"]
+    session = db()
+    try:
+        # one UPDATE ... RETURNING both bumps the counters and tells us when the message was sent
+        known, sent_at = tracking.count_open(session, data.message_id, at)
+        if known:
+            verdict = classify_open(user_agent=user_agent, ip=client_ip(), sent_at=sent_at, at=at,
+                                    apple_proxy_networks=networks)
+            tracking.insert_event(session, _event(data.message_id, EventType.OPENED, verdict, at=at))
+        session.commit()
+    except OperationalError:
+        session.rollback()
+        verdict = classify_open(user_agent=user_agent, ip=client_ip(), sent_at=None, at=at, apple_proxy_networks=networks)
+        journal(_event(data.message_id, EventType.OPENED, verdict, at=at))
     return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
 
 
