@@ -8,7 +8,6 @@ JSON line per figure; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -17,31 +16,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from common import emit, fresh_database, log
+
 DB_NAME = "tutormax_bench_analytics"
 TYPES = ["feedback_invitation", "feedback_reminder", "first_session_checkin", "rescheduling_alert", "weekly_digest",
          "monthly_summary", "performance_report", "manager_digest", "parent_notification", "intervention_notification"]
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
-
-def emit(figure: str, value, unit: str, **extra) -> None:
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, **extra}), flush=True)
-
-
-def fresh_database() -> str:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DB_NAME}"
 
 
 def generate(url: str, n: int) -> None:
@@ -95,7 +77,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="messages (events are three times as many)")
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", "bench-secret")
-    url = fresh_database()
+    url = fresh_database(DB_NAME)
     os.environ["DATABASE_URL"] = url
 
     from sqlalchemy import text

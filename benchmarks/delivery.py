@@ -9,7 +9,6 @@ the bottleneck. Prints one JSON line per figure; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -22,24 +21,12 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from common import ROOT, emit, free_port, fresh_database, log
+
 DB_NAME = "tutormax_bench_delivery"
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
-
-def emit(figure: str, value, unit: str, **extra) -> None:
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, **extra}), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_sink(port: int) -> subprocess.Popen:
@@ -56,16 +43,6 @@ def start_sink(port: int) -> subprocess.Popen:
             time.sleep(0.05)
     sys.exit("smtp-sink did not start")
 
-
-def fresh_database() -> str:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DB_NAME}"
 
 
 def due_platform(url: str, n: int, now: datetime) -> None:
@@ -152,7 +129,7 @@ def main() -> None:
                       SECRET_KEY="bench-secret", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                       PREFECT_LOGGING_LEVEL="WARNING")
     os.environ.setdefault("PREFECT_HOME", str(ROOT / "var" / "prefect"))
-    url = fresh_database()
+    url = fresh_database(DB_NAME)
     os.environ["DATABASE_URL"] = url
     sink = start_sink(port)
     try:

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,9 +24,8 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from common import ROOT, emit, free_port, fresh_database, log
+
 DB_NAME = "tutormax_bench_tracker"
 SECRET_KEY = "bench-secret"
 RESULT_MARK = "TRACKER-BENCH-RESULT "
@@ -95,18 +93,7 @@ end
 """
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
-
-def emit(figure: str, value, unit: str, **extra) -> None:
-    print(json.dumps({"figure": figure, "value": value, "unit": unit, **extra}), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bare_app():
@@ -146,16 +133,6 @@ def ensure_wrk() -> str:
         sys.exit("could not install wrk: run `apt-get install -y wrk`")
     return binary
 
-
-def fresh_database() -> str:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{DB_NAME}"
 
 
 def sent_messages(url: str, n: int) -> list[int]:
@@ -269,7 +246,7 @@ def main() -> None:
 
     wrk = ensure_wrk()
     os.environ["SECRET_KEY"] = SECRET_KEY
-    url = fresh_database()
+    url = fresh_database(DB_NAME)
     os.environ["DATABASE_URL"] = url
 
     from db.migrate import upgrade
