@@ -67,6 +67,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return render_template("message.html", title="Back in a moment",
                                body="We could not save that just now. Please try again in a few minutes."), 503
 
+    @app.get("/help")
+    def help_page():
+        """Support and scheduling help: where every email's help, support and dashboard links land."""
+        return render_template("help.html")
+
     @app.get("/healthz")
     def healthz():
         """Liveness for load balancers."""

@@ -26,6 +26,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/email-analytics")
 
 @bp.before_request
 def _require_token():
+    """Every API route needs the bearer token; without it, 401 and nothing else."""
     expected = current_app.config["SETTINGS"].analytics_api_token.get_secret_value()
     given = request.headers.get("Authorization", "")
     if not expected or not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
@@ -61,6 +62,7 @@ def _campaign_json(c: EmailCampaign) -> dict[str, Any]:
 @bp.errorhandler(404)
 @bp.errorhandler(405)
 def _json_error(exc):
+    """API errors as JSON, not HTML pages."""
     return jsonify(error=exc.name.lower().replace(" ", "_")), exc.code
 
 

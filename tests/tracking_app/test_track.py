@@ -130,3 +130,8 @@ def test_bot_clicks_are_flagged(client, sent_message, token, db_url):
     reasons = [e.machine_reason for e in _events(db_url, mid)]
     assert reasons[:2] == ["head_request", "scanner_user_agent"]
     assert reasons[3] == "burst_of_clicks"  # two links within a second
+
+
+def test_help_page_exists_for_the_links_in_emails(client):
+    page = client.get("/help")
+    assert page.status_code == 200 and b'id="scheduling"' in page.data
