@@ -238,6 +238,14 @@ class Platform:
                 ended_at=ended if status == "completed" else None, status=status))
         return sid
 
+    def reschedule(self, tutor_id: int, session_id: int, at: datetime, by: str = "tutor") -> None:
+        from db.models import RescheduleEvent
+        from db.session import transaction
+
+        with transaction(self.url) as s:
+            s.add(RescheduleEvent(session_id=session_id, tutor_id=tutor_id, initiated_by=by, original_start=at,
+                                  new_start=at + timedelta(days=1), rescheduled_at=at))
+
     def feedback(self, session_id: int, student_id: int, rating: int = 5) -> None:
         from db.models import Feedback
         from db.session import transaction
@@ -283,15 +291,3 @@ def enqueue(db_url, now):
             return s.scalar(select(EmailMessage.message_id).where(EmailMessage.idempotency_key == planned.idempotency_key))
 
     return _enqueue
-
-
-def _reschedule(url: str, tutor_id: int, session_id: int, at: datetime, by: str = "tutor") -> None:
-    from db.models import RescheduleEvent
-    from db.session import transaction
-
-    with transaction(url) as s:
-        s.add(RescheduleEvent(session_id=session_id, tutor_id=tutor_id, initiated_by=by, original_start=at,
-                              new_start=at + timedelta(days=1), rescheduled_at=at))
-
-
-Platform.reschedule = lambda self, tutor_id, session_id, at, by="tutor": _reschedule(self.url, tutor_id, session_id, at, by)
