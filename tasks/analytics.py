@@ -169,7 +169,10 @@ def charts(report: Report) -> dict[str, str]:
         for (kind, machine), part in daily.groupby(["event_type", "is_machine"]):
             part = part.sort_values("day")
             ax.plot(part["day"], part["events"], label=f"{kind} ({'machine' if machine else 'human'})",
-                    linestyle="--" if machine else "-")
+                    linestyle="--" if machine else "-", marker="o", markersize=3)
+        # a day either side, so a range of one or two days is not drawn across years
+        ax.set_xlim(min(daily["day"]) - timedelta(days=1), max(daily["day"]) + timedelta(days=1))
+        ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
     ax.set_title("Opens and clicks per day")
     fig.autofmt_xdate()
