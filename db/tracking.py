@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,26 @@ _OPENED = (update(_m).where(_m.c.message_id == bindparam("mid"))
            .values(open_count=_m.c.open_count + 1, opened_at=func.coalesce(_m.c.opened_at, bindparam("at")))
            .returning(_m.c.sent_at))
 _EVENT = EmailTrackingEvent.__table__.insert()
+
+
+# PostgreSQL: the whole open in one round trip. The open rules that need sent_at (too soon after
+# sending) are applied in SQL, between the ones the caller already settled (Apple MPP, prefetchers)
+# and the last one (no user agent), keeping the rules' order.
+_OPEN_ONE_TRIP = text("""
+WITH m AS (UPDATE email_messages SET open_count = open_count + 1, opened_at = COALESCE(opened_at, :at)
+           WHERE message_id = :mid RETURNING message_id, sent_at)
+INSERT INTO email_tracking_events (message_id, event_type, event_time, user_agent, ip_address, is_machine,
+                                   machine_reason, device, browser, os, event_data, created_at)
+SELECT message_id, 'opened', :at, :ua, :ip,
+       :first_reason IS NOT NULL OR COALESCE(sent_at > :soon, false) OR :late_reason IS NOT NULL,
+       COALESCE(:first_reason, CASE WHEN sent_at > :soon THEN 'too_soon_after_send' END, :late_reason),
+       :device, :browser, :os, CAST('{}' AS JSONB), :at
+FROM m""")
+
+
+def record_open_one_trip(session: Session, params: dict[str, Any]) -> None:
+    """PostgreSQL only: bump the counters and insert the open event in one statement."""
+    session.connection().execute(_OPEN_ONE_TRIP, params)
 
 
 def count_open(session: Session, message_id: int, at: datetime) -> tuple[bool, datetime | None]:

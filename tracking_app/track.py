@@ -16,6 +16,9 @@ from tutormax.tokens import BadToken, Purpose
 
 bp = Blueprint("track", __name__)
 
+# open rules that come before "too soon after sending" in classify_open's order
+EARLY_RULES = {"apple_mpp_user_agent", "apple_mpp_proxy_ip", "known_prefetcher"}
+MIN_HUMAN_SECONDS = 2.0
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 
@@ -50,6 +53,17 @@ def open_pixel(token: str):
     networks = current_app.config["APPLE_PROXY_NETWORKS"]
     session = db()
     try:
+        if session.get_bind().dialect.name == "postgresql":
+            early = classify_open(user_agent=user_agent, ip=client_ip(), sent_at=None, at=at, apple_proxy_networks=networks)
+            client = parse_client(user_agent)
+            strong = early.reason in EARLY_RULES
+            tracking.record_open_one_trip(session, {
+                "mid": data.message_id, "at": at, "soon": at - timedelta(seconds=MIN_HUMAN_SECONDS),
+                "ua": (user_agent or "")[:1000] or None, "ip": client_ip(),
+                "first_reason": early.reason if strong else None, "late_reason": None if strong else early.reason,
+                "device": client.device, "browser": client.browser[:80], "os": client.os[:80]})
+            session.commit()
+            return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
         # one UPDATE ... RETURNING both bumps the counters and tells us when the message was sent
         known, sent_at = tracking.count_open(session, data.message_id, at)
         if known:
