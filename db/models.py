@@ -73,6 +73,9 @@ class TutoringSession(Base):
         # due_feedback_reminders: completed sessions by end time
         Index("ix_sessions_status_ended", "status", "ended_at"),
         Index("ix_sessions_tutor_student", "tutor_id", "student_id"),
+        # digests, summaries and reports: a page of tutors' or students' sessions in a period
+        Index("ix_sessions_tutor_start", "tutor_id", "scheduled_start"),
+        Index("ix_sessions_student_start", "student_id", "scheduled_start"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -94,7 +97,7 @@ class Feedback(Base):
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
     rating: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)
-    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # digests: feedback in a period
     message_id: Mapped[int | None] = mapped_column(BigInteger)  # the email whose link it came from, if any
 
 
@@ -152,6 +155,7 @@ class EmailMessage(Base):
         Index("ix_email_messages_recipient", "recipient_email"),
         Index("ix_email_messages_campaign", "campaign_id"),
         Index("ix_email_messages_template_created", "template_type", "created_at"),
+        Index("ix_email_messages_created", "created_at"),  # analytics date ranges
     )
 
     message_id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -280,5 +284,5 @@ class SurveyResponse(Base):
     student_engaged: Mapped[str] = mapped_column(String(10))       # yes | somewhat | no
     concern: Mapped[bool] = mapped_column(Boolean, default=False)  # "I have a concern" ticked
     comment: Mapped[str | None] = mapped_column(Text)
-    concerning: Mapped[bool] = mapped_column(Boolean, default=False)  # escalates to the tutor's manager
+    concerning: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # escalates to the tutor's manager
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -52,6 +52,8 @@ def test_every_selection_has_an_index(migrated_urls):
     }
     engine.dispose()
     assert ("status", "ended_at") in indexed["tutoring_sessions"]
+    assert {("tutor_id", "scheduled_start"), ("student_id", "scheduled_start")} <= indexed["tutoring_sessions"]
+    assert ("submitted_at",) in indexed["feedback"]
     assert ("status", "next_attempt_at") in indexed["email_messages"]
     assert ("idempotency_key",) in indexed["email_messages"]
     assert ("workflow_type", "entity_type", "entity_id", "step") in indexed["email_workflow_state"]
