@@ -64,8 +64,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     _prefect_home()
     from flows.registry import FLOWS
 
-    result = FLOWS[args.flow](now=_now(args.now), dry_run=args.dry_run)
-    print(result)
+    import inspect
+
+    flow = FLOWS[args.flow]
+    kwargs = {"now": _now(args.now)}
+    if args.dry_run:
+        if "dry_run" not in inspect.signature(flow.fn).parameters:
+            sys.exit(f"{args.flow} has no dry run: it sends nothing")
+        kwargs["dry_run"] = True
+    print(flow(**kwargs))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -50,3 +50,12 @@ def test_schedules_keep_the_local_hour_across_dst():
     dates = asyncio.run(dates) if inspect.iscoroutine(dates) else dates
     assert [d.hour for d in dates] == [9, 9, 9]
     assert [d.astimezone(timezone.utc).hour for d in dates] == [13, 14, 14]  # EDT, then EST
+
+
+def test_every_flow_takes_now_and_the_cli_knows_which_have_a_dry_run():
+    import inspect
+
+    for name, flow in FLOWS.items():
+        parameters = inspect.signature(flow.fn).parameters
+        assert "now" in parameters, name
+        assert ("dry_run" in parameters) == (name != "email-analytics"), name
