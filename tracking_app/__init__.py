@@ -10,6 +10,25 @@ from sqlalchemy.exc import OperationalError
 from tutormax.settings import Settings, get_settings, load_settings
 
 
+# every error a visitor can meet, as a page in words; opens and clicks are journaled when the
+# database is down, so only pages that must read it ask the visitor to come back
+ERROR_PAGES = (
+    (400, 400, "Bad request", "That request could not be understood."),
+    (403, 403, "Expired form", "This form could not be verified. Open the link from your email again."),
+    (404, 404, "Link not found", "This link is not valid. It may have been mistyped or cut short."),
+    (405, 405, "Not allowed", "That is not something this page does."),
+    (413, 413, "Too large", "That request is too large."),
+    (OperationalError, 503, "Back in a moment", "We could not save that just now. Please try again in a few minutes."),
+)
+
+
+def _page(status: int, title: str, body: str):
+    def handler(_exc):
+        return render_template("message.html", title=title, body=body), status
+
+    return handler
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the tracker; config overrides Settings fields by name (tests pass a database URL)."""
     from db.session import session_factory
@@ -39,33 +58,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         if session is not None:
             session.close()
 
-    @app.errorhandler(404)
-    def _not_found(_exc):
-        return render_template("message.html", title="Link not found",
-                               body="This link is not valid. It may have been mistyped or cut short."), 404
-
-    @app.errorhandler(400)
-    def _bad_request(_exc):
-        return render_template("message.html", title="Bad request", body="That request could not be understood."), 400
-
-    @app.errorhandler(403)
-    def _forbidden(_exc):
-        return render_template("message.html", title="Expired form",
-                               body="This form could not be verified. Open the link from your email again."), 403
-
-    @app.errorhandler(405)
-    def _wrong_method(_exc):
-        return render_template("message.html", title="Not allowed", body="That is not something this page does."), 405
-
-    @app.errorhandler(413)
-    def _too_large(_exc):
-        return render_template("message.html", title="Too large", body="That request is too large."), 413
-
-    @app.errorhandler(OperationalError)
-    def _database_down(_exc):
-        # opens and clicks are journaled; pages that must read the database ask the visitor to come back
-        return render_template("message.html", title="Back in a moment",
-                               body="We could not save that just now. Please try again in a few minutes."), 503
+    for error, status, title, body in ERROR_PAGES:
+        app.register_error_handler(error, _page(status, title, body))
 
     @app.get("/help")
     def help_page():
