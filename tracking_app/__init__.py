@@ -9,7 +9,6 @@ from sqlalchemy.exc import OperationalError
 
 from tutormax.settings import Settings, get_settings, load_settings
 
-
 # every error a visitor can meet, as a page in words; opens and clicks are journaled when the
 # database is down, so only pages that must read it ask the visitor to come back
 ERROR_PAGES = (

@@ -62,9 +62,9 @@ def cmd_sink(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     _prefect_home()
-    from flows.registry import FLOWS
-
     import inspect
+
+    from flows.registry import FLOWS
 
     flow = FLOWS[args.flow]
     kwargs = {"now": _now(args.now)}

@@ -6,9 +6,7 @@ Create Date: 2026-11-27 22:52:16.395027
 """
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
-
 
 revision = '0003'
 down_revision = '0002'
