@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from db.events import EventType
 from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback, SurveyResponse
 
-DIMENSIONS = ("template_type", "template_version", "ab_variant", "campaign_id", "day")
 CRITICAL_TYPES = ("intervention_notification", "rescheduling_alert", "first_session_checkin")
 
 

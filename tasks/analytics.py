@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from db import analytics
 from db.models import EmailCampaign
-from tutormax.metrics import COUNTS, rates_of, with_rates
+from tutormax.metrics import COUNTS, rates_of, ratio, with_rates
 
 TTO_ORDER = ["under 1 hour", "1-4 hours", "4-24 hours", "1-3 days", "over 3 days"]
 
@@ -71,16 +71,13 @@ def success_metrics(session: Session, frame: pd.DataFrame, start: datetime, end:
     reminded, answered = analytics.feedback_after_reminders(session, start, end)
     checkins, responded = analytics.checkin_engagement(session, start, end)
 
-    def rate(num, den):
-        return float(num) / float(den) if den else None
-
     rows = [
-        ("Email delivery rate", rate(totals.get("delivered", 0), totals.get("attempted", 0)), "> 95%", 0.95, True),
-        ("Open rate, critical alerts (human)", rate(critical["opened_human"].sum(), critical["delivered"].sum()),
+        ("Email delivery rate", ratio(totals.get("delivered", 0), totals.get("attempted", 0)), "> 95%", 0.95, True),
+        ("Open rate, critical alerts (human)", ratio(critical["opened_human"].sum(), critical["delivered"].sum()),
          "> 70%", 0.70, True),
-        ("Click-through rate (human)", rate(totals.get("clicked_human", 0), totals.get("delivered", 0)), "> 40%", 0.40, True),
-        ("Feedback completion after reminders", rate(answered, reminded), "> 60%", 0.60, True),
-        ("Tutor engagement with check-ins", rate(responded, checkins), "> 40%", 0.40, True),
+        ("Click-through rate (human)", ratio(totals.get("clicked_human", 0), totals.get("delivered", 0)), "> 40%", 0.40, True),
+        ("Feedback completion after reminders", ratio(answered, reminded), "> 60%", 0.60, True),
+        ("Tutor engagement with check-ins", ratio(responded, checkins), "> 40%", 0.40, True),
         ("Template rendering time (p50)", render_ms, "< 50 ms", 50.0, False),
     ]
     table = []

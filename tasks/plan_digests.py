@@ -53,13 +53,15 @@ def _student_message(workflow: str, template: str, category: Category, row, peri
         metadata={"student_name": row.name, "is_parent": recipient.is_parent, **_period_meta(period), **meta})
 
 
-def _tutor_week(session: Session, ids, period: Period, tz) -> dict[int, dict[str, Any]]:
+def _tutor_period(session: Session, ids, period: Period, tz) -> dict[int, dict[str, Any]]:
+    """Each tutor's figures for a week or a month: one GROUP BY per figure for the whole page of tutors."""
     stats = digests.session_stats(session, "tutor_id", ids, period.start, period.end)
     ratings = digests.rating_stats(session, "tutor_id", ids, period.start, period.end)
     reschedules = digests.reschedule_counts(session, ids, period.start, period.end)
     return {i: {"sessions_completed": stats[i]["sessions_completed"], "no_shows": stats[i]["no_shows"],
                 "total_minutes": stats[i]["total_minutes"], "reschedules": reschedules[i],
-                "sessions": _sessions(stats[i]["sessions"], tz), **ratings[i]} for i in ids}
+                "no_show_rate": digests.no_show_rate(stats[i]), "sessions": _sessions(stats[i]["sessions"], tz),
+                **ratings[i]} for i in ids}
 
 
 @task(name="plan-weekly-digests", **DB_RETRIES)
@@ -73,7 +75,7 @@ def plan_weekly_digests(now: datetime, dry_run: bool = False) -> dict[str, int]:
         rows = digests.active_tutors(session, period.start, period.end, WEEKLY, period.key, after_id)
         if not rows:
             return [], None
-        week = _tutor_week(session, [r.id for r in rows], period, tz)
+        week = _tutor_period(session, [r.id for r in rows], period, tz)
         prefs = queries.preferences_for(session, [r.email for r in rows])
         return [_tutor_message(WEEKLY, WEEKLY, Category.WEEKLY_DIGESTS, r, period, prefs,
                                {"audience": "tutor", **week[r.id]}) for r in rows], rows[-1].id
@@ -124,7 +126,7 @@ def plan_manager_digests(now: datetime, dry_run: bool = False) -> dict[str, int]
             return [], None
         teams = digests.tutor_ids_of(session, [r.id for r in rows])
         all_tutors = [t.id for team in teams.values() for t in team]
-        week = _tutor_week(session, all_tutors, period, tz)
+        week = _tutor_period(session, all_tutors, period, tz)
         concerns = digests.concerns_for(session, all_tutors, period.start, period.end)
         prefs = queries.preferences_for(session, [r.email for r in rows])
         planned = []
@@ -208,20 +210,12 @@ def plan_performance_reports(now: datetime, dry_run: bool = False) -> dict[str, 
     period = previous_month(now, tz)
     before = month_before(period, tz)
 
-    def month(session: Session, ids, p: Period) -> dict[int, dict[str, Any]]:
-        stats = digests.session_stats(session, "tutor_id", ids, p.start, p.end)
-        ratings = digests.rating_stats(session, "tutor_id", ids, p.start, p.end)
-        reschedules = digests.reschedule_counts(session, ids, p.start, p.end)
-        return {i: {"sessions_completed": stats[i]["sessions_completed"], "total_minutes": stats[i]["total_minutes"],
-                    "average_rating": ratings[i]["average_rating"], "feedback_count": ratings[i]["feedback_count"],
-                    "no_show_rate": digests.no_show_rate(stats[i]), "reschedules": reschedules[i]} for i in ids}
-
     def page(session: Session, after_id: int):
         rows = digests.active_tutors(session, period.start, period.end, PERFORMANCE, period.key, after_id)
         if not rows:
             return [], None
         ids = [r.id for r in rows]
-        this, last = month(session, ids, period), month(session, ids, before)
+        this, last = _tutor_period(session, ids, period, tz), _tutor_period(session, ids, before, tz)
         prefs = queries.preferences_for(session, [r.email for r in rows])
         return [_tutor_message(PERFORMANCE, PERFORMANCE, Category.PERFORMANCE_REPORTS, r, period, prefs,
                                {"month_label": period.label, "metrics": performance_metrics(this[r.id], last[r.id])})

@@ -19,8 +19,6 @@ import ua_parser
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Apple's own block. MPP fetches come from Apple-operated relays; operators can
-# configure more ranges (comma-separated CIDRs, see parse_networks) as Apple adds them.
-DEFAULT_APPLE_PROXY_NETWORKS = "17.0.0.0/8"
 
 # "bot" only where a crawler name ends ("Googlebot/2.1", "Slackbot-LinkExpanding", "bingbot;"): a bare
 # substring would flag Cubot phones and names like "Abbott".

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     )
     # the tracker reads X-Forwarded-For only from these proxies (comma-separated CIDRs)
     tracker_trusted_proxies: str = Field(default="", validation_alias="TRACKER_TRUSTED_PROXIES")
-    # opens from these networks are Apple Mail Privacy Protection prefetches
+    # opens from these networks are Apple Mail Privacy Protection prefetches (17.0.0.0/8 is Apple's;
+    # operators add ranges as Apple publishes them)
     apple_proxy_networks: str = Field(default="17.0.0.0/8", validation_alias="APPLE_PROXY_NETWORKS")
     batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="DELIVERY_BATCH_SIZE")
 

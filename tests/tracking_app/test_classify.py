@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from tracking_app import classify
 from tracking_app.classify import (
-    DEFAULT_APPLE_PROXY_NETWORKS,
     KNOWN_PREFETCHERS,
     Client,
     Verdict,
@@ -21,6 +20,7 @@ from tracking_app.classify import (
     parse_client,
     parse_networks,
 )
+from tutormax.settings import Settings
 
 CHROME_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -56,7 +56,7 @@ OFFICE_DISCOVERY = "Microsoft Office Existence Discovery"
 
 SENT = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
 LATER = SENT + timedelta(hours=3)
-APPLE = parse_networks(DEFAULT_APPLE_PROXY_NETWORKS)
+APPLE = parse_networks(Settings.model_fields["apple_proxy_networks"].default)
 
 
 def open_verdict(**kw) -> Verdict:
@@ -255,7 +255,7 @@ def test_parse_networks():
         ipaddress.IPv6Network("2620:149::/32"),
     )
     assert parse_networks("") == ()
-    assert parse_networks(DEFAULT_APPLE_PROXY_NETWORKS) == (ipaddress.IPv4Network("17.0.0.0/8"),)
+    assert APPLE == (ipaddress.IPv4Network("17.0.0.0/8"),)
 
 
 @pytest.mark.parametrize("bad", ["17.0.0.0/33", "apple", "17.0.0.0/8;10.0.0.0/8"])
