@@ -26,9 +26,6 @@ from common import ROOT, emit, free_port, fresh_database, log
 DB_NAME = "tutormax_bench_delivery"
 
 
-
-
-
 def start_sink(port: int) -> subprocess.Popen:
     binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not Path(binary).exists():
@@ -42,7 +39,6 @@ def start_sink(port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.05)
     sys.exit("smtp-sink did not start")
-
 
 
 def due_platform(url: str, n: int, now: datetime) -> None:
@@ -128,7 +124,8 @@ def main() -> None:
     os.environ.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_USE_TLS="false",
                       SECRET_KEY="bench-secret", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                       PREFECT_LOGGING_LEVEL="WARNING")
-    os.environ.setdefault("PREFECT_HOME", str(ROOT / "var" / "prefect"))
+    # on a fresh clone var/ does not exist yet, and Prefect won't create a missing parent folder
+    Path(os.environ.setdefault("PREFECT_HOME", str(ROOT / "var" / "prefect"))).mkdir(parents=True, exist_ok=True)
     url = fresh_database(DB_NAME)
     os.environ["DATABASE_URL"] = url
     sink = start_sink(port)

@@ -30,7 +30,6 @@ from tutormax.logs import run_logger
 from tutormax.settings import Settings, get_settings
 
 RECONNECTS_PER_MESSAGE = 2
-PREPARE_CHUNK = 50
 
 
 class ServerDown(ConnectionError):
@@ -74,6 +73,9 @@ class SmtpConnection:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.smtp: smtplib.SMTP | None = None
+        self.pipelining = False
+        self._envelope: Envelope | None = None
+        self._verdict: Result | None = None
 
     def __enter__(self) -> SmtpConnection:
         self.connect()
@@ -106,6 +108,7 @@ class SmtpConnection:
             # the message names the host, never the credentials
             raise ServerDown(f"cannot reach SMTP server {s.smtp_host}:{s.smtp_port}: {type(exc).__name__}: {exc}") from None
         self.smtp = smtp
+        self.pipelining = smtp.has_extn("pipelining")
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -116,20 +119,50 @@ class SmtpConnection:
             self.smtp = None
 
     def send(self, envelope: Envelope) -> Result:
-        """Send one message; a dropped connection is reopened and the message tried again."""
+        """Send one message and wait for the server's answer."""
+        self.submit(envelope)
+        return self.answer()
+
+    def submit(self, envelope: Envelope) -> None:
+        """Hand one message to the server; answer() reads its verdict, so the caller can work meanwhile."""
+        self._envelope = envelope
+        self._verdict = self._retrying(envelope)
+
+    def answer(self) -> Result:
+        """The server's verdict on the submitted message; a connection lost before it sends the message again."""
+        if self._verdict is not None:
+            return self._verdict
+        try:
+            assert self.smtp is not None
+            return _classify(*_reply(self.smtp))
+        except _DROPPED:
+            self.smtp = None  # the socket is gone; do not QUIT over it
+            assert self._envelope is not None
+            self._verdict = self._retrying(self._envelope, wait=True)
+            assert self._verdict is not None
+            return self._verdict
+
+    def _retrying(self, envelope: Envelope, wait: bool = False) -> Result | None:
+        """A dropped connection is reopened and the message tried again, a few times."""
         for attempt in range(RECONNECTS_PER_MESSAGE + 1):
             if self.smtp is None:
                 self.connect()
             try:
-                return self._send_once(envelope)
-            except (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, OSError) as exc:
+                verdict = self._begin(envelope)
+                if verdict is None and wait:
+                    return _classify(*_reply(self.smtp))  # type: ignore[arg-type]
+                return verdict
+            except _DROPPED as exc:
                 self.smtp = None  # the socket is gone; do not QUIT over it
                 if attempt == RECONNECTS_PER_MESSAGE:
                     raise ServerDown(f"SMTP connection kept dropping: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
-    def _send_once(self, envelope: Envelope) -> Result:
+    def _begin(self, envelope: Envelope) -> Result | None:
+        """Start one transaction: its verdict if already known, None while the server reads the content."""
         assert self.smtp is not None
+        if self.pipelining:
+            return self._begin_pipelined(envelope)
         try:
             refused = self.smtp.sendmail(envelope.sender, [envelope.recipient], envelope.data)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -146,17 +179,63 @@ class SmtpConnection:
             return _classify(code, response)
         return Result(Outcome.SENT, 250, "accepted")
 
+    def _begin_pipelined(self, envelope: Envelope) -> Result | None:
+        """RFC 2920: MAIL, RCPT and DATA in one write, then the content: two round trips instead of four."""
+        smtp = self.smtp
+        assert smtp is not None
+        smtp.send(f"MAIL FROM:{smtplib.quoteaddr(envelope.sender)}\r\n"
+                  f"RCPT TO:{smtplib.quoteaddr(envelope.recipient)}\r\nDATA\r\n".encode("ascii"))
+        replies = [_reply(smtp), _reply(smtp), _reply(smtp)]
+        (mail, _), (rcpt, _), (data, _) = replies
+        if data == 354:
+            if mail == 250 and rcpt in (250, 251):
+                smtp.send(_content(envelope.data))
+                return None
+            # the server opened DATA for a refused envelope: an empty message closes it
+            _reply(smtp, b".\r\n")
+        refusal = next(reply for reply in replies if reply[0] not in (250, 251, 354))
+        try:
+            smtp.rset()  # a clean transaction for the next message
+        except smtplib.SMTPServerDisconnected:
+            self.smtp = None  # the next message reconnects; this one's verdict stands
+        return _classify(*refusal)
+
+
+_DROPPED = (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, OSError)
+
+
+def _reply(smtp: smtplib.SMTP, payload: bytes | None = None) -> tuple[int, bytes]:
+    """Send payload if any, then read one reply; 421 means the server is hanging up."""
+    if payload is not None:
+        smtp.send(payload)
+    code, text = smtp.getreply()
+    if code == 421:
+        raise smtplib.SMTPServerDisconnected(_text(text))
+    return code, text
+
+
+def _content(data: bytes) -> bytes:
+    """The DATA payload (RFC 5321 4.5.2): each leading dot doubled, then the closing dot; data ends lines in CRLF."""
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return (b"." + data if data.startswith(b".") else data) + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+
 
 # --- the delivery task: claim a batch, render, build, send, record each outcome ---
 
 
-def _prepare(messages, settings: Settings, now: datetime | None):
-    """Render and build every claimed message; ones that cannot be built fail with a reason."""
-    renderer = get_renderer(settings.timezone)
-    links = Links(settings)
-    ready, broken, render_ms = [], [], []
-    for message in messages:
-        at = now or datetime.now(timezone.utc)
+class Preparer:
+    """Renders and builds one claimed message at a time; one that cannot be built fails with a reason."""
+
+    def __init__(self, settings: Settings, now: datetime | None) -> None:
+        self.settings, self.now = settings, now
+        self.renderer = get_renderer(settings.timezone)
+        self.links = Links(settings)
+        self.render_ms: list[float] = []
+
+    def __call__(self, message) -> tuple[Envelope, str] | str:
+        """(envelope, subject), or the reason it cannot be sent."""
+        settings, links = self.settings, self.links
+        at = self.now or datetime.now(timezone.utc)
         try:
             started = time.perf_counter()
             context = message_context(
@@ -164,9 +243,10 @@ def _prepare(messages, settings: Settings, now: datetime | None):
                 recipient_name=message.recipient_name, metadata=message.message_metadata,
                 settings=settings, links=links, now=at,
             )
-            rendered = renderer.render(message.template_type, template_name(message.template_version, message.ab_variant), context)
+            name = template_name(message.template_version, message.ab_variant)
+            rendered = self.renderer.render(message.template_type, name, context)
             rendered = track(rendered, links, message.message_id, {context["unsubscribe_url"], context["preferences_url"]})
-            render_ms.append((time.perf_counter() - started) * 1000)
+            self.render_ms.append((time.perf_counter() - started) * 1000)
             envelope = mime.build(
                 message_id=message.message_id, idempotency_key=message.idempotency_key,
                 from_email=settings.smtp_from_email, from_name=settings.smtp_from_name,
@@ -176,12 +256,11 @@ def _prepare(messages, settings: Settings, now: datetime | None):
                 list_id=f"{message.template_type.replace('_', '-')}.{settings.from_domain}",
                 date=at,
             )
-            ready.append((message, envelope, rendered.subject))
         except mime.InvalidRecipient as exc:
-            broken.append((message, str(exc)))
+            return str(exc)
         except (TemplateMissing, TemplateError, KeyError, ValueError) as exc:
-            broken.append((message, f"cannot render {message.template_type}: {type(exc).__name__}: {exc}"))
-    return ready, broken, render_ms
+            return f"cannot render {message.template_type}: {type(exc).__name__}: {exc}"
+        return envelope, rendered.subject
 
 
 class OutcomeLog:
@@ -235,7 +314,7 @@ class OutcomeLog:
             self._writer.shutdown(wait=True)
 
 
-def _outcome(message, result: Result, at: datetime, subject: str) -> tuple[outbox.Outcome, str]:
+def _outcome(message, subject: str, result: Result, at: datetime) -> tuple[outbox.Outcome, str]:
     if result.outcome is Outcome.SENT:
         return outbox.sent(message, at, subject, f"{result.code} {result.response}"), "sent"
     if result.outcome is Outcome.DEFERRED:
@@ -275,29 +354,31 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
     if not messages:
         return {"counts": {"claimed": 0}, "render_ms": []}
     log = OutcomeLog()
-    render_ms: list[float] = []
-    chunks = [messages[i : i + PREPARE_CHUNK] for i in range(0, len(messages), PREPARE_CHUNK)]
-    # one thread renders the next chunk while this one waits on the SMTP server and the database
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as renderer:
-        pending = renderer.submit(_prepare, chunks[0], settings, now)
-        try:
-            with SmtpConnection(settings) as connection:
-                for index in range(len(chunks)):
-                    ready, broken, chunk_ms = pending.result()
-                    if index + 1 < len(chunks):
-                        pending = renderer.submit(_prepare, chunks[index + 1], settings, now)
-                    render_ms.extend(chunk_ms)
-                    for message, reason in broken:
-                        log.add(outbox.failed(message, now or datetime.now(timezone.utc), reason), "failed")
-                    for message, envelope, subject in ready:
-                        result = connection.send(envelope)
-                        log.add(*_outcome(message, result, now or datetime.now(timezone.utc), subject))
-        except BaseException:
-            pending.cancel()
-            _salvage(log, token, [m.message_id for m in messages])
-            raise
+    prepare = Preparer(settings, now)
+    in_flight = None
+    try:
+        with SmtpConnection(settings) as connection:
+            for message in messages:
+                # built while the server reads the previous message, which is answered after
+                prepared = prepare(message)
+                if in_flight is not None:
+                    log.add(*_outcome(*in_flight, connection.answer(), now or datetime.now(timezone.utc)))
+                    in_flight = None
+                if isinstance(prepared, str):
+                    log.add(outbox.failed(message, now or datetime.now(timezone.utc), prepared), "failed")
+                    continue
+                envelope, subject = prepared
+                connection.submit(envelope)
+                in_flight = (message, subject)
+            if in_flight is not None:
+                log.add(*_outcome(*in_flight, connection.answer(), now or datetime.now(timezone.utc)))
+    except BaseException as exc:
+        if in_flight is not None and not isinstance(exc, ServerDown):
+            log.attempted.add(in_flight[0].message_id)  # the server may have taken it: it keeps its claim
+        _salvage(log, token, [m.message_id for m in messages])
+        raise
     log.close()
-    return {"counts": {"claimed": len(messages), **log.counts}, "render_ms": render_ms}
+    return {"counts": {"claimed": len(messages), **log.counts}, "render_ms": prepare.render_ms}
 
 
 @dataclass

@@ -26,7 +26,7 @@ class InvalidRecipient(ValueError):
 
 @dataclass(frozen=True)
 class Envelope:
-    """What SMTP needs to send one built message."""
+    """What SMTP needs to send one built message; data's lines all end in CRLF."""
 
     message_id: int
     sender: str
@@ -84,9 +84,36 @@ def _address(name: str, email: str) -> str:
     return formataddr((name, email), charset="utf-8") if name else email
 
 
-def _qp(body: str) -> bytes:
-    # quoted-printable keeps mostly-ASCII bodies readable and under 76 columns per line
-    return binascii.b2a_qp(body.replace("\r\n", "\n").encode("utf-8")).replace(b"\n", b"\r\n")
+# RFC 5322 2.1.1: no line may exceed 998 octets, CRLF excluded
+MAX_LINE = 998
+
+
+def _body(body: str) -> tuple[bytes, bytes]:
+    """(Content-Transfer-Encoding, the encoded body with CRLF line ends).
+
+    An ASCII body whose lines fit goes as 7bit, unencoded: it costs nothing per
+    message and stays readable. Anything else is quoted-printable, which keeps
+    non-ASCII text mostly readable and wraps long lines.
+    """
+    lines = body.replace("\r\n", "\n").split("\n")
+    if body.isascii() and "\r" not in body and "\0" not in body and max(map(len, lines)) <= MAX_LINE:
+        return b"7bit", "\r\n".join(lines).encode("ascii")
+    encoded = binascii.b2a_qp("\n".join(lines).encode("utf-8"))
+    return b"quoted-printable", encoded.replace(b"\n", b"\r\n")
+
+
+def _ascii_html(html: str) -> str:
+    """Non-ASCII characters after the stylesheet as character references: the same page, in 7bit.
+
+    The inliner writes entities such as the preheader's &#8199; back as raw characters;
+    references would not be read back inside <style>, so a stylesheet must be ASCII already.
+    """
+    if html.isascii():
+        return html
+    head, style_end, rest = html.rpartition("</style>")
+    if not (head + style_end).isascii():
+        return html  # quoted-printable it is
+    return head + style_end + rest.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 def build(
@@ -122,18 +149,16 @@ def build(
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]
-    part = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    part = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n\r\n%s'
     delimiter = f"\r\n--{boundary}\r\n".encode()
     data = b"".join(
         (
             "\r\n".join(headers).encode("ascii"),
             b"\r\n",
             delimiter,
-            part % b"plain",
-            _qp(text),
+            part % (b"plain", *_body(text)),
             delimiter,
-            part % b"html",
-            _qp(html),
+            part % (b"html", *_body(_ascii_html(html))),
             f"\r\n--{boundary}--\r\n".encode(),
         )
     )

@@ -14,6 +14,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, select_autoescape
 from markupsafe import Markup
 
+from tasks.preinline import Unsupported, preinline
 from tutormax.links import Links
 from tutormax.settings import PROJECT_ROOT, Settings
 
@@ -55,6 +56,13 @@ def template_name(version: str, variant: str | None) -> str:
     return version if not variant or variant == "a" else f"{version}_{variant}"
 
 
+@dataclass(frozen=True)
+class Templates:
+    html: Template
+    text: Template
+    inlined: Template | None  # html with its CSS inlined ahead of rendering (tasks.preinline)
+
+
 class Renderer:
     """Compiles each template once and renders many messages from it."""
 
@@ -71,10 +79,10 @@ class Renderer:
         self.env.filters.update(_filters(ZoneInfo(timezone)))
         # keep @media rules (mobile and dark mode) in <style>; everything else goes inline for Gmail
         self.inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
-        self._cache: dict[tuple[str, str], tuple[Template, Template]] = {}
+        self._cache: dict[tuple[str, str], Templates] = {}
 
-    def templates(self, template_type: str, name: str) -> tuple[Template, Template]:
-        """The (HTML, text) templates for a type and name like "v1" or "v1_b"."""
+    def templates(self, template_type: str, name: str) -> Templates:
+        """The templates for a type and name like "v1" or "v1_b"."""
         key = (template_type, name)
         if key not in self._cache:
             if not _TEMPLATE_NAME.match(name) or not re.fullmatch(r"[a-z_]+", template_type):
@@ -85,17 +93,32 @@ class Renderer:
                 text = self.env.select_template([f"{template_type}/{name}.txt", f"{template_type}/{version}.txt"])
             except TemplateNotFound as exc:
                 raise TemplateMissing(f"no template {template_type}/{name}: {exc}") from None
-            self._cache[key] = (html, text)
+            self._cache[key] = Templates(html, text, self._preinlined(html))
         return self._cache[key]
+
+    def _preinlined(self, html: Template) -> Template | None:
+        """The HTML template with its CSS inlined once, or None where that must wait for each message."""
+        loader = self.env.loader
+        assert loader is not None and html.name is not None
+        child = loader.get_source(self.env, html.name)[0]
+        base = loader.get_source(self.env, "base.html")[0]
+        try:
+            return self.env.from_string(preinline(child, base, self.inliner))
+        except Unsupported:
+            return None
 
     def render(self, template_type: str, name: str, context: dict[str, Any]) -> Rendered:
         """Subject, inlined HTML and text for one message."""
-        html_t, text_t = self.templates(template_type, name)
+        templates = self.templates(template_type, name)
+        html_t = templates.html
         subject_parts = html_t.blocks["subject"](html_t.new_context(context))
         # the block renders autoescaped HTML; a Subject header wants plain text on one line
         subject = _WHITESPACE.sub(" ", Markup("".join(subject_parts)).unescape()).strip()
-        html = self.inliner.inline(html_t.render(context))
-        text = text_t.render(context) + "\n"
+        if templates.inlined is not None:
+            html = templates.inlined.render(context)
+        else:
+            html = self.inliner.inline(html_t.render(context))
+        text = templates.text.render(context) + "\n"
         return Rendered(subject=subject, html=html, text=text)
 
     def available(self) -> list[tuple[str, str]]:
@@ -240,10 +263,13 @@ def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str
     HTML link's target shares that link's name.
     """
     names: dict[str, str] = {}
+    urls: dict[str, str] = {}
 
     def tracked(target: str, name: str) -> str:
-        names.setdefault(target, name)
-        return links.click(message_id, names[target], target)
+        if target not in urls:  # a target linked twice (HTML and text) is signed once
+            names[target] = name
+            urls[target] = links.click(message_id, name, target)
+        return urls[target]
 
     def rewrite_anchor(match: re.Match[str]) -> str:
         tag = match.group(0)
@@ -259,7 +285,9 @@ def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str
 
     html = _ANCHOR.sub(rewrite_anchor, rendered.html)
     pixel = f'<img src="{links.open_pixel(message_id)}" width="1" height="1" alt="" style="display:block;border:0;height:1px;width:1px">'
-    closing = html.lower().rfind("</body>")
+    closing = html.rfind("</body>")
+    if closing < 0:  # lower-casing the whole page costs more than the rest of tracking: only when needed
+        closing = html.lower().rfind("</body>")
     html = html[:closing] + pixel + html[closing:] if closing >= 0 else html + pixel
 
     counter = iter(range(1, 1000))

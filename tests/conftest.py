@@ -109,12 +109,31 @@ def free_port() -> int:
 
 
 class FaultyHandler:
-    """Accepts mail, except for recipients told to defer (4xx), bounce (5xx) or drop the connection."""
+    """Accepts mail, except for recipients told to defer (4xx), bounce (5xx) or drop the connection.
+
+    It advertises PIPELINING (RFC 2920), as Postfix and Exim do, unless told not to;
+    aiosmtpd reads pipelined commands in order either way.
+    """
 
     def __init__(self) -> None:
         self.received: list[tuple[list[str], bytes]] = []
         self.faults: dict[str, str] = {}   # address -> "defer" | "bounce" | "drop_once" | "drop"
         self.dropped: list[str] = []
+        self.pipelining = True
+        self.sender_reply: str | None = None  # answer MAIL FROM with this instead of 250
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.sender_reply:
+            return self.sender_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         action = self.faults.get(address.lower())

@@ -17,7 +17,9 @@ FLOW_NAMES = ("feedback-invitations", "feedback-reminders", "first-session-check
 
 def _prefect_home() -> None:
     # keep Prefect's local state (ephemeral server database, logs) inside the project
-    os.environ.setdefault("PREFECT_HOME", str(var_dir() / "prefect"))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(var_dir() / "prefect")))
+    # Prefect won't create a missing parent folder, and `make` points PREFECT_HOME under var/ before it exists
+    home.mkdir(parents=True, exist_ok=True)
 
 
 def _now(value: str | None) -> datetime | None:

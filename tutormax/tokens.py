@@ -50,7 +50,7 @@ class Signer:
         self._key = hashlib.sha256(b"tutormax-url-token\0" + key).digest()
 
     def _mac(self, purpose: Purpose, payload: bytes) -> bytes:
-        return hmac.new(self._key, purpose.value.encode() + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, purpose.value.encode() + payload, "sha256")[:_MAC_BYTES]
 
     def sign(self, purpose: Purpose, message_id: int, link_id: int = 0, extra: bytes = b"") -> str:
         payload = _HEADER.pack(message_id, link_id) + extra

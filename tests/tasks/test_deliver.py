@@ -17,6 +17,13 @@ from tutormax.settings import get_settings
 from tutormax.tokens import Purpose, Signer
 
 
+@pytest.fixture(params=["pipelining", "lockstep"])
+def smtp(request, smtp_server):
+    """The fault-injecting server, with and without PIPELINING: both ways the client talks."""
+    smtp_server.pipelining = request.param == "pipelining"
+    return smtp_server
+
+
 def _by_id(url, message_id):
     with transaction(url) as s:
         return s.get(EmailMessage, message_id)
@@ -28,7 +35,7 @@ def _events(url, message_id):
             EmailTrackingEvent.message_id == message_id).order_by(EmailTrackingEvent.event_id))]
 
 
-def test_2xx_is_sent_as_multipart_alternative_with_list_headers(smtp_server, enqueue, db_url, now):
+def test_2xx_is_sent_as_multipart_alternative_with_list_headers(smtp, enqueue, db_url, now):
     mid = enqueue("sam@example.com", "Sam O'Neil")
     result = deliver_batch.fn(now=now)
     assert result["counts"] == {"claimed": 1, "sent": 1}
@@ -38,7 +45,7 @@ def test_2xx_is_sent_as_multipart_alternative_with_list_headers(smtp_server, enq
     assert message.subject == "How was your Algebra session with Tara Tutor?"
     assert _events(db_url, mid) == ["sent"]
 
-    ((rcpts, raw),) = smtp_server.received
+    ((rcpts, raw),) = smtp.received
     assert rcpts == ["sam@example.com"]
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
@@ -75,8 +82,8 @@ def test_message_id_is_stable_across_resends(smtp_server, enqueue, db_url, now):
     assert first == second
 
 
-def test_4xx_defers_with_exponential_backoff_then_fails(smtp_server, enqueue, db_url, now):
-    smtp_server.faults["busy@example.com"] = "defer"
+def test_4xx_defers_with_exponential_backoff_then_fails(smtp, enqueue, db_url, now):
+    smtp.faults["busy@example.com"] = "defer"
     mid = enqueue("busy@example.com")
 
     assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "deferred": 1}
@@ -97,21 +104,21 @@ def test_4xx_defers_with_exponential_backoff_then_fails(smtp_server, enqueue, db
     assert message.status == "failed" and message.retry_count == 3
     assert "451" in message.failure_reason
     assert _events(db_url, mid) == ["deferred", "deferred", "deferred", "failed"]
-    assert smtp_server.received == []
+    assert smtp.received == []
 
 
-def test_4xx_then_accepted_on_retry(smtp_server, enqueue, db_url, now):
-    smtp_server.faults["busy@example.com"] = "defer"
+def test_4xx_then_accepted_on_retry(smtp, enqueue, db_url, now):
+    smtp.faults["busy@example.com"] = "defer"
     mid = enqueue("busy@example.com")
     deliver_batch.fn(now=now)
-    del smtp_server.faults["busy@example.com"]
+    del smtp.faults["busy@example.com"]
     assert deliver_batch.fn(now=now + timedelta(seconds=61))["counts"] == {"claimed": 1, "sent": 1}
     assert _by_id(db_url, mid).status == "sent"
-    assert len(smtp_server.received) == 1
+    assert len(smtp.received) == 1
 
 
-def test_5xx_is_a_hard_bounce_and_suppresses_the_address(smtp_server, enqueue, db_url, now):
-    smtp_server.faults["gone@example.com"] = "bounce"
+def test_5xx_is_a_hard_bounce_and_suppresses_the_address(smtp, enqueue, db_url, now):
+    smtp.faults["gone@example.com"] = "bounce"
     mid = enqueue("Gone@Example.com")
     ok = enqueue("fine@example.com")
     assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "bounced": 1, "sent": 1}
@@ -126,19 +133,19 @@ def test_5xx_is_a_hard_bounce_and_suppresses_the_address(smtp_server, enqueue, d
     assert deliver_batch.fn(now=now + timedelta(hours=1))["counts"] == {"claimed": 0}
 
 
-def test_dropped_connection_reconnects_and_the_batch_resumes(smtp_server, enqueue, db_url, now):
+def test_dropped_connection_reconnects_and_the_batch_resumes(smtp, enqueue, db_url, now):
     ids = [enqueue(f"r{i}@example.com") for i in range(5)]
-    smtp_server.faults["r2@example.com"] = "drop_once"
+    smtp.faults["r2@example.com"] = "drop_once"
     assert deliver_batch.fn(now=now)["counts"] == {"claimed": 5, "sent": 5}
-    assert smtp_server.dropped == ["r2@example.com"]
-    assert sorted(r[0][0] for r in smtp_server.received) == [f"r{i}@example.com" for i in range(5)]
+    assert smtp.dropped == ["r2@example.com"]
+    assert sorted(r[0][0] for r in smtp.received) == [f"r{i}@example.com" for i in range(5)]
     assert {_by_id(db_url, i).status for i in ids} == {"sent"}
 
 
-def test_a_server_that_keeps_dropping_puts_the_batch_back(smtp_server, enqueue, db_url, now):
+def test_a_server_that_keeps_dropping_puts_the_batch_back(smtp, enqueue, db_url, now):
     first = enqueue("a@example.com")
     stuck = enqueue("b@example.com")
-    smtp_server.faults["b@example.com"] = "drop"
+    smtp.faults["b@example.com"] = "drop"
     with pytest.raises(ServerDown):
         deliver_batch.fn(now=now)
     assert _by_id(db_url, first).status == "sent"
@@ -163,12 +170,47 @@ def test_dead_server_leaves_messages_queued(dead_smtp, enqueue, db_url, now):
         (None, "Sam", "no recipient address"),
     ],
 )
-def test_bad_recipient_fails_that_message_and_the_batch_goes_on(smtp_server, enqueue, db_url, now, address, name, reason):
+def test_bad_recipient_fails_that_message_and_the_batch_goes_on(smtp, enqueue, db_url, now, address, name, reason):
     bad = enqueue(address, name)
     good = enqueue("good@example.com")
     assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "failed": 1, "sent": 1}
     message = _by_id(db_url, bad)
     assert message.status == "failed" and reason in message.failure_reason
     assert _by_id(db_url, good).status == "sent"
-    assert [r[0] for r in smtp_server.received] == [["good@example.com"]]
-    assert b"victim" not in smtp_server.received[0][1]
+    assert [r[0] for r in smtp.received] == [["good@example.com"]]
+    assert b"victim" not in smtp.received[0][1]
+
+
+def test_a_refused_sender_defers_each_message_and_the_session_recovers(smtp, enqueue, db_url, now):
+    ids = [enqueue(f"s{i}@example.com") for i in range(3)]
+    smtp.sender_reply = "451 4.3.0 Sender temporarily rejected"
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 3, "deferred": 3}
+    assert smtp.received == []
+    assert {_by_id(db_url, i).smtp_response for i in ids} == {"451 4.3.0 Sender temporarily rejected"}
+    smtp.sender_reply = None
+    assert deliver_batch.fn(now=now + timedelta(minutes=2))["counts"] == {"claimed": 3, "sent": 3}
+    assert sorted(r[0][0] for r in smtp.received) == [f"s{i}@example.com" for i in range(3)]
+
+
+def test_lines_starting_with_a_dot_arrive_intact(smtp):
+    # RFC 5321 4.5.2: a content line that starts with "." goes with the dot doubled; the server takes one off
+    from tasks.deliver import SmtpConnection
+    from tasks.mime import Envelope
+
+    data = b".first\r\nSubject: dots\r\n\r\n.hidden line\r\n..two\r\n.\r\nend"
+    with SmtpConnection(get_settings()) as connection:
+        result = connection.send(Envelope(1, "noreply@tutormax.example", "dot@example.com", data))
+        assert result.outcome == "sent"
+        assert connection.send(Envelope(2, "noreply@tutormax.example", "next@example.com", b"Subject: x\r\n\r\nok\r\n")).code == 250
+    assert smtp.received[0][1].replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n") + b"\n"
+    assert [r[0] for r in smtp.received] == [["dot@example.com"], ["next@example.com"]]
+
+
+def test_the_client_pipelines_when_the_server_offers_it(smtp_server, monkeypatch):
+    from tasks.deliver import SmtpConnection
+
+    with SmtpConnection(get_settings()) as connection:
+        assert connection.pipelining is True
+    smtp_server.pipelining = False
+    with SmtpConnection(get_settings()) as connection:
+        assert connection.pipelining is False

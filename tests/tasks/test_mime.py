@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import html
 from datetime import datetime, timezone
 from email import policy
 
@@ -29,12 +30,34 @@ def test_parses_back_without_defects():
     assert parsed["Subject"] == "Wie war’s? " * 12
     assert parsed["To"].addresses[0].display_name == "Zoë Ünal"
     assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n").startswith("Grüße\nlong line")
-    assert parsed.get_body(("html",)).get_content().startswith("<p>Grüße")
+    # non-ASCII in HTML goes as character references, so the part needs no transfer encoding
+    assert html.unescape(parsed.get_body(("html",)).get_content()).startswith("<p>Grüße")
     assert parsed["Date"].datetime == datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
     assert parsed["List-ID"] == "<feedback-reminder.tutormax.example>"
     # RFC 5322: no line longer than 998 octets, CRLF line ends throughout
     assert max(len(line) for line in envelope.data.split(b"\r\n")) <= 998
     assert b"\n" not in envelope.data.replace(b"\r\n", b"")
+
+
+def _encodings(envelope):
+    parsed = email.message_from_bytes(envelope.data, policy=policy.default)
+    return {part.get_content_subtype(): part["Content-Transfer-Encoding"] for part in parsed.walk()
+            if part.get_content_maintype() == "text"}
+
+
+@pytest.mark.parametrize(("html_part", "text_part", "expected"), [
+    ("<p>plain ascii</p>", "plain ascii", {"html": "7bit", "plain": "7bit"}),
+    ("<p>Grüße</p>", "Grüße", {"html": "7bit", "plain": "quoted-printable"}),
+    ("<p>" + "x" * 1200 + "</p>", "y" * 1200, {"html": "quoted-printable", "plain": "quoted-printable"}),
+    ("<style>p{font-family:'Zoë'}</style><p>Grüße</p>", "ok", {"html": "quoted-printable", "plain": "7bit"}),
+])
+def test_transfer_encoding_is_the_cheapest_that_keeps_the_part_intact(html_part, text_part, expected):
+    envelope = _build(html=html_part, text=text_part)
+    assert _encodings(envelope) == expected
+    parsed = email.message_from_bytes(envelope.data, policy=policy.default)
+    assert html.unescape(parsed.get_body(("html",)).get_content()).rstrip("\r\n") == html_part
+    assert parsed.get_body(("plain",)).get_content().rstrip("\r\n") == text_part
+    assert max(len(line) for line in envelope.data.split(b"\r\n")) <= 998
 
 
 def test_message_id_is_derived_from_the_message():
