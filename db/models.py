@@ -145,13 +145,15 @@ class EmailCampaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+_UNFINISHED = text("status IN ('queued', 'deferred', 'sending')")
+
+
 class EmailMessage(Base):
     __tablename__ = "email_messages"
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_email_messages_idempotency_key"),
-        # claim_due_messages: queued/deferred by due time
-        Index("ix_email_messages_due", "status", "next_attempt_at"),
-        Index("ix_email_messages_claim", "claim_token"),
+        # db.outbox.claim walks this in claim order; sent, failed and skipped messages leave it
+        Index("ix_email_messages_due", "priority", "message_id", postgresql_where=_UNFINISHED, sqlite_where=_UNFINISHED),
         Index("ix_email_messages_recipient", "recipient_email"),
         Index("ix_email_messages_campaign", "campaign_id"),
         Index("ix_email_messages_template_created", "template_type", "created_at"),

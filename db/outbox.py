@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.events import EventType, MessageStatus, WorkflowStatus
 from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, EmailWorkflowState
+from db.copy import copy_into_temp
 from db.session import is_postgres
+from db.types import UTCDateTime
 
 # A claim older than this is taken to be from a worker that died mid-batch.
 CLAIM_LEASE = timedelta(minutes=15)
@@ -63,6 +65,8 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
     counts = PlanCounts()
     if not planned:
         return counts
+    if is_postgres(session):
+        return _plan_by_copy(session, planned, now)
     rows = [
         {
             "idempotency_key": p.idempotency_key,
@@ -98,7 +102,7 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
     inserted = {key: mid for mid, key in session.execute(stmt, rows).all()}
     states = []
     for p in planned:
-        message_id = inserted.get(p.idempotency_key)
+        message_id = inserted.pop(p.idempotency_key, None)  # a reason twice in one batch counts once
         if message_id is None:
             counts.already_planned += 1
             continue
@@ -131,6 +135,56 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
     return counts
 
 
+_PLANNED_COLUMNS = (
+    ("ord", "integer"), ("idempotency_key", "text"), ("recipient_email", "text"), ("recipient_name", "text"),
+    ("recipient_id", "bigint"), ("recipient_type", "text"), ("template_type", "text"), ("template_version", "text"),
+    ("ab_variant", "text"), ("campaign_id", "text"), ("category", "text"), ("skip_reason", "text"),
+    ("priority", "integer"), ("metadata", "jsonb"), ("workflow_type", "text"), ("entity_type", "text"),
+    ("entity_id", "bigint"), ("step", "text"),
+)
+
+# Both tables from the copied rows in one statement; a reason planned before inserts nothing.
+_PLAN_FROM_COPY = text("""
+WITH inserted AS (
+    INSERT INTO email_messages (idempotency_key, recipient_email, recipient_name, recipient_id, recipient_type,
+        template_type, template_version, ab_variant, campaign_id, category, status, skip_reason, priority,
+        scheduled_at, metadata, retry_count, open_count, click_count, created_at, updated_at)
+    SELECT idempotency_key, recipient_email, recipient_name, recipient_id, recipient_type, template_type,
+        template_version, ab_variant, campaign_id, category,
+        CASE WHEN skip_reason IS NULL THEN :queued ELSE :skipped END, skip_reason, priority,
+        :now, metadata, 0, 0, 0, :now, :now
+    FROM planned_outbox ORDER BY ord
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING message_id, idempotency_key, skip_reason
+), states AS (
+    INSERT INTO email_workflow_state (workflow_type, entity_type, entity_id, step, status, trigger_at,
+        triggered_at, message_id, context_data, created_at, updated_at)
+    SELECT p.workflow_type, p.entity_type, p.entity_id, p.step,
+        CASE WHEN p.skip_reason IS NULL THEN :triggered ELSE :cancelled END, :now, :now, i.message_id,
+        CASE WHEN p.skip_reason IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('skip_reason', p.skip_reason) END,
+        :now, :now
+    FROM inserted i JOIN planned_outbox p USING (idempotency_key)
+    ON CONFLICT (workflow_type, entity_type, entity_id, step) DO NOTHING
+)
+SELECT count(*) FILTER (WHERE skip_reason IS NULL), count(*) FILTER (WHERE skip_reason IS NOT NULL) FROM inserted
+""").bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _plan_by_copy(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> PlanCounts:
+    """PostgreSQL: COPY the planned rows into a temporary table and insert both tables from it."""
+    copy_into_temp(session, "planned_outbox", _PLANNED_COLUMNS, (
+        (i, p.idempotency_key, p.recipient_email, p.recipient_name, p.recipient_id, p.recipient_type,
+         p.template_type, p.template_version, p.ab_variant, p.campaign_id, p.category, p.skip_reason, p.priority,
+         p.metadata, p.workflow_type, p.entity_type, p.entity_id, p.step)
+        for i, p in enumerate(planned)
+    ))
+    queued, skipped = session.execute(_PLAN_FROM_COPY, {
+        "now": now, "queued": MessageStatus.QUEUED.value, "skipped": MessageStatus.SKIPPED.value,
+        "triggered": WorkflowStatus.TRIGGERED.value, "cancelled": WorkflowStatus.CANCELLED.value,
+    }).one()
+    return PlanCounts(queued=queued, skipped=skipped, already_planned=len(planned) - queued - skipped)
+
+
 def _due(now: datetime):
     return or_(
         EmailMessage.status == MessageStatus.QUEUED,
@@ -153,23 +207,15 @@ def claim(
         ids_query = ids_query.where(EmailMessage.template_type.in_(template_types))
     if is_postgres(session):
         ids_query = ids_query.with_for_update(skip_locked=True)
-    ids = list(session.scalars(ids_query))
-    if not ids:
-        return []
-    # re-checking "due" in the UPDATE makes the claim safe even where SKIP LOCKED is unavailable
-    session.execute(
+    # one statement: re-checking "due" in the UPDATE keeps the claim safe where SKIP LOCKED is unavailable
+    claimed = session.scalars(
         update(EmailMessage)
-        .where(EmailMessage.message_id.in_(ids), _due(now))
-        .values(status=MessageStatus.SENDING, claim_token=token, claimed_at=now),
+        .where(EmailMessage.message_id.in_(ids_query.scalar_subquery()), _due(now))
+        .values(status=MessageStatus.SENDING, claim_token=token, claimed_at=now)
+        .returning(EmailMessage),
         execution_options={"synchronize_session": False},
-    )
-    return list(
-        session.scalars(
-            select(EmailMessage)
-            .where(EmailMessage.claim_token == token, EmailMessage.status == MessageStatus.SENDING)
-            .order_by(EmailMessage.priority, EmailMessage.message_id)
-        )
-    )
+    ).all()
+    return sorted(claimed, key=lambda m: (m.priority, m.message_id))
 
 
 def release(session: Session, token: str, message_ids: Sequence[int]) -> int:
@@ -237,9 +283,51 @@ def bounced(message: EmailMessage, at: datetime, code: int, response: str) -> Ou
 
 
 def record(session: Session, outcomes: Sequence[Outcome]) -> None:
-    """Write many outcomes in one go: one executemany UPDATE per shape, one INSERT of events."""
+    """Write many outcomes in one go: the messages' new values, one event each, suppressions."""
     if not outcomes:
         return
+    if is_postgres(session):
+        _record_by_copy(session, outcomes)
+    else:
+        _record_by_executemany(session, outcomes)
+    for o in outcomes:
+        if o.suppress:
+            suppress(session, o.suppress, o.values["bounce_reason"], o.at)
+
+
+# every column an outcome may set; one it leaves out keeps its value
+_OUTCOME_COLUMNS = ("status", "subject", "sent_at", "smtp_response", "failed_at", "failure_reason", "retry_count",
+                    "next_attempt_at", "bounced_at", "bounce_type", "bounce_reason")
+_OUTCOME_SET = set(_OUTCOME_COLUMNS)
+_OUTCOME_TYPES = {"retry_count": "integer", "sent_at": "timestamp", "failed_at": "timestamp",
+                  "next_attempt_at": "timestamp", "bounced_at": "timestamp"}
+_RECORD_FROM_COPY = text(f"""
+WITH updated AS (
+    UPDATE email_messages AS m SET
+        {", ".join(f"{c} = COALESCE(o.{c}, m.{c})" for c in _OUTCOME_COLUMNS)},
+        updated_at = o.at, claim_token = NULL
+    FROM outcomes o WHERE m.message_id = o.message_id
+)
+INSERT INTO email_tracking_events (message_id, event_type, event_time, event_data, is_machine, created_at)
+SELECT message_id, event, at, event_data, false, at FROM outcomes ORDER BY ord
+""")
+
+
+def _record_by_copy(session: Session, outcomes: Sequence[Outcome]) -> None:
+    """PostgreSQL: COPY the outcomes into a temporary table; update messages and add events from it at once."""
+    columns = [("ord", "integer"), ("message_id", "bigint"), ("at", "timestamp"), ("event", "text"),
+               ("event_data", "jsonb"), *((c, _OUTCOME_TYPES.get(c, "text")) for c in _OUTCOME_COLUMNS)]
+    for o in outcomes:
+        if not o.values.keys() <= _OUTCOME_SET:
+            raise ValueError(f"outcome sets columns the bulk path does not know: {sorted(o.values.keys() - _OUTCOME_SET)}")
+    copy_into_temp(session, "outcomes", columns, (
+        (i, o.message_id, o.at, o.event.value, o.event_data, *(o.values.get(c) for c in _OUTCOME_COLUMNS))
+        for i, o in enumerate(outcomes)
+    ))
+    session.execute(_RECORD_FROM_COPY)
+
+
+def _record_by_executemany(session: Session, outcomes: Sequence[Outcome]) -> None:
     # bind names must differ from column names in an executemany UPDATE, hence the "v_" prefix
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for o in outcomes:
@@ -255,9 +343,6 @@ def record(session: Session, outcomes: Sequence[Outcome]) -> None:
         [{"message_id": o.message_id, "event_type": o.event, "event_time": o.at, "event_data": o.event_data,
           "is_machine": False, "created_at": o.at} for o in outcomes],
     )
-    for o in outcomes:
-        if o.suppress:
-            suppress(session, o.suppress, o.values["bounce_reason"], o.at)
 
 
 def suppress(session: Session, email: str, reason: str, now: datetime) -> None:

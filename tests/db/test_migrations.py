@@ -54,8 +54,29 @@ def test_every_selection_has_an_index(migrated_urls):
     assert ("status", "ended_at") in indexed["tutoring_sessions"]
     assert {("tutor_id", "scheduled_start"), ("student_id", "scheduled_start")} <= indexed["tutoring_sessions"]
     assert ("submitted_at",) in indexed["feedback"]
-    assert ("status", "next_attempt_at") in indexed["email_messages"]
+    assert ("priority", "message_id") in indexed["email_messages"]  # the claim order, unfinished messages only
     assert ("idempotency_key",) in indexed["email_messages"]
     assert ("workflow_type", "entity_type", "entity_id", "step") in indexed["email_workflow_state"]
     assert ("session_id",) in indexed["feedback"]
     assert ("email",) in indexed["email_preferences"]
+
+
+def test_the_claim_can_walk_the_partial_due_index(migrated_urls):
+    """The claim's "due" condition must imply the index's predicate, or PostgreSQL scans the whole table."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select, text
+
+    from db.models import EmailMessage
+    from db.outbox import _due
+
+    query = (select(EmailMessage.message_id).where(_due(datetime.now(timezone.utc)))
+             .order_by(EmailMessage.priority, EmailMessage.message_id).limit(500).with_for_update(skip_locked=True))
+    engine = create_engine(migrated_urls["postgresql"])
+    with engine.connect() as conn:
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):  # a tiny table: ask for the index
+            conn.execute(text(f"SET {setting} = off"))
+        compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
+    engine.dispose()
+    assert "ix_email_messages_due" in plan and "Sort" not in plan, plan

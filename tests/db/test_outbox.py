@@ -73,3 +73,40 @@ def test_skipped_messages_are_never_claimed(db_url, now):
         assert outbox.plan(s, [planned], now).skipped == 1
     with transaction(db_url) as s:
         assert outbox.claim(s, now + timedelta(days=1), 10, "t") == []
+
+
+def _planned(entity_id: int, **fields) -> outbox.PlannedMessage:
+    values = dict(workflow_type="feedback_reminder", entity_type="session", entity_id=entity_id, step="reminder",
+                  template_type="feedback_reminder", category="feedback_reminders", recipient_type="student",
+                  recipient_email=f"s{entity_id}@example.com", recipient_name="Sam", recipient_id=entity_id)
+    values.update(fields)
+    return outbox.PlannedMessage(**values)
+
+
+def test_plan_keeps_every_value_and_counts_each_reason_once(db_url, now):
+    from db.models import EmailWorkflowState
+
+    awkward = {"student_name": "Zoë \t\\N \"quoted\"\nnext line \\ end", "sessions": [{"minutes": 45}], "none": None}
+    batch = [
+        _planned(1, recipient_name="Tab\there \\N back\\slash", metadata=awkward, priority=1),
+        _planned(2, recipient_email=None, recipient_name=None, skip_reason="under_13_no_parent_email"),
+        _planned(1),  # the same reason twice in one batch
+        _planned(3, template_version="v2", ab_variant="b", campaign_id=None),
+    ]
+    with transaction(db_url) as s:
+        assert outbox.plan(s, batch, now) == outbox.PlanCounts(queued=2, skipped=1, already_planned=1)
+    with transaction(db_url) as s:
+        assert outbox.plan(s, batch, now) == outbox.PlanCounts(already_planned=4)
+        rows = {m.idempotency_key: m for m in s.scalars(select(EmailMessage))}
+        states = {w.entity_id: w for w in s.scalars(select(EmailWorkflowState))}
+    first = rows["feedback_reminder:session:1:reminder"]
+    assert (first.recipient_name, first.message_metadata, first.priority) == ("Tab\there \\N back\\slash", awkward, 1)
+    assert (first.status, first.scheduled_at, first.retry_count, first.created_at) == ("queued", now, 0, now)
+    skipped = rows["feedback_reminder:session:2:reminder"]
+    assert (skipped.status, skipped.recipient_email, skipped.skip_reason) == ("skipped", None, "under_13_no_parent_email")
+    assert (rows["feedback_reminder:session:3:reminder"].template_version, rows["feedback_reminder:session:3:reminder"].ab_variant) == ("v2", "b")
+    assert (states[1].status, states[1].message_id, states[1].context_data) == ("triggered", first.message_id, {})
+    assert (states[2].status, states[2].context_data) == ("cancelled", {"skip_reason": "under_13_no_parent_email"})
+    assert len(states) == 3
+    # message ids follow the planned order, which delivery's claim order relies on
+    assert first.message_id < skipped.message_id < rows["feedback_reminder:session:3:reminder"].message_id

@@ -1,0 +1,49 @@
+"""PostgreSQL COPY into a temporary table: the bulk path for writes of thousands of rows.
+
+A multi-row INSERT of 1,000 rows is megabytes of SQL text that the client
+builds and the server parses; COPY streams the same rows as tab-separated text
+at a tenth of the cost. Callers then insert or update from the temporary table
+in one statement. The table lives until the transaction ends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _field(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value).translate(_ESCAPES)
+    return str(value)
+
+
+def copy_into_temp(session: Session, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> None:
+    """Create the temporary table (name, SQL type pairs) and COPY rows into it, in the session's transaction."""
+    cursor = session.connection().connection.cursor()
+    try:
+        definition = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
+        # dropped first: a second bulk write in the same transaction starts from an empty table
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{table}; CREATE TEMPORARY TABLE {table} ({definition}) ON COMMIT DROP")
+        data = "".join("\t".join(map(_field, row)) + "\n" for row in rows)
+        cursor.copy_expert(f"COPY {table} FROM STDIN", io.BytesIO(data.encode("utf-8")))
+    finally:
+        cursor.close()
