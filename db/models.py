@@ -146,6 +146,7 @@ class EmailCampaign(Base):
 
 
 _UNFINISHED = text("status IN ('queued', 'deferred', 'sending')")
+_IN_CAMPAIGN = text("campaign_id IS NOT NULL")
 
 
 class EmailMessage(Base):
@@ -155,7 +156,8 @@ class EmailMessage(Base):
         # db.outbox.claim walks this in claim order; sent, failed and skipped messages leave it
         Index("ix_email_messages_due", "priority", "message_id", postgresql_where=_UNFINISHED, sqlite_where=_UNFINISHED),
         Index("ix_email_messages_recipient", "recipient_email"),
-        Index("ix_email_messages_campaign", "campaign_id"),
+        # most messages belong to no campaign: only those that do are indexed
+        Index("ix_email_messages_campaign", "campaign_id", postgresql_where=_IN_CAMPAIGN, sqlite_where=_IN_CAMPAIGN),
         Index("ix_email_messages_template_created", "template_type", "created_at"),
         Index("ix_email_messages_created", "created_at"),  # analytics date ranges
     )

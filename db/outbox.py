@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -193,9 +193,25 @@ def _due(now: datetime):
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What delivery needs of one claimed message (plain values: cheaper than loading ORM objects)."""
+
+    message_id: int
+    idempotency_key: str
+    priority: int
+    template_type: str
+    template_version: str
+    ab_variant: str | None
+    recipient_email: str | None
+    recipient_name: str | None
+    message_metadata: dict[str, Any]
+    retry_count: int
+
+
 def claim(
     session: Session, now: datetime, limit: int, token: str, template_types: Sequence[str] | None = None
-) -> list[EmailMessage]:
+) -> list[Claimed]:
     """Claim up to limit due messages for one delivery batch; concurrent claimers never share one."""
     ids_query = (
         select(EmailMessage.message_id)
@@ -208,14 +224,14 @@ def claim(
     if is_postgres(session):
         ids_query = ids_query.with_for_update(skip_locked=True)
     # one statement: re-checking "due" in the UPDATE keeps the claim safe where SKIP LOCKED is unavailable
-    claimed = session.scalars(
+    rows = session.execute(
         update(EmailMessage)
         .where(EmailMessage.message_id.in_(ids_query.scalar_subquery()), _due(now))
         .values(status=MessageStatus.SENDING, claim_token=token, claimed_at=now)
-        .returning(EmailMessage),
+        .returning(*(getattr(EmailMessage, f.name) for f in fields(Claimed))),
         execution_options={"synchronize_session": False},
-    ).all()
-    return sorted(claimed, key=lambda m: (m.priority, m.message_id))
+    )
+    return sorted((Claimed(*row) for row in rows), key=lambda m: (m.priority, m.message_id))
 
 
 def release(session: Session, token: str, message_ids: Sequence[int]) -> int:
@@ -248,17 +264,17 @@ class Outcome:
         return self.values["status"]
 
 
-def sent(message: EmailMessage, at: datetime, subject: str, response: str) -> Outcome:
+def sent(message: Claimed, at: datetime, subject: str, response: str) -> Outcome:
     values = {"status": MessageStatus.SENT, "subject": subject, "sent_at": at, "smtp_response": response}
     return Outcome(message.message_id, values, EventType.SENT, {"smtp_response": response}, at)
 
 
-def failed(message: EmailMessage, at: datetime, reason: str) -> Outcome:
+def failed(message: Claimed, at: datetime, reason: str) -> Outcome:
     values = {"status": MessageStatus.FAILED, "failed_at": at, "failure_reason": reason}
     return Outcome(message.message_id, values, EventType.FAILED, {"reason": reason}, at)
 
 
-def deferred(message: EmailMessage, at: datetime, code: int, response: str) -> Outcome:
+def deferred(message: Claimed, at: datetime, code: int, response: str) -> Outcome:
     """A 4xx: retry later with exponential backoff (60 s, 120 s, 240 s), then give up."""
     answer = f"{code} {response}"
     if message.retry_count >= MAX_RETRIES:
@@ -272,7 +288,7 @@ def deferred(message: EmailMessage, at: datetime, code: int, response: str) -> O
                    {"smtp_code": code, "smtp_response": response, "retry": retry}, at)
 
 
-def bounced(message: EmailMessage, at: datetime, code: int, response: str) -> Outcome:
+def bounced(message: Claimed, at: datetime, code: int, response: str) -> Outcome:
     """A 5xx: a hard bounce; the address is suppressed and never retried."""
     answer = f"{code} {response}"
     values = {"status": MessageStatus.FAILED, "failed_at": at, "bounced_at": at, "bounce_type": "hard",

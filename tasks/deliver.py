@@ -232,7 +232,7 @@ class Preparer:
         self.links = Links(settings)
         self.render_ms: list[float] = []
 
-    def __call__(self, message) -> tuple[Envelope, str] | str:
+    def __call__(self, message: outbox.Claimed) -> tuple[Envelope, str] | str:
         """(envelope, subject), or the reason it cannot be sent."""
         settings, links = self.settings, self.links
         at = self.now or datetime.now(timezone.utc)
@@ -314,7 +314,7 @@ class OutcomeLog:
             self._writer.shutdown(wait=True)
 
 
-def _outcome(message, subject: str, result: Result, at: datetime) -> tuple[outbox.Outcome, str]:
+def _outcome(message: outbox.Claimed, subject: str, result: Result, at: datetime) -> tuple[outbox.Outcome, str]:
     if result.outcome is Outcome.SENT:
         return outbox.sent(message, at, subject, f"{result.code} {result.response}"), "sent"
     if result.outcome is Outcome.DEFERRED:
