@@ -44,6 +44,6 @@ def copy_into_temp(session: Session, table: str, columns: Sequence[tuple[str, st
         # dropped first: a second bulk write in the same transaction starts from an empty table
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{table}; CREATE TEMPORARY TABLE {table} ({definition}) ON COMMIT DROP")
         data = "".join("\t".join(map(_field, row)) + "\n" for row in rows)
-        cursor.copy_expert(f"COPY {table} FROM STDIN", io.BytesIO(data.encode("utf-8")))
+        cursor.copy_expert(f"COPY {table} FROM STDIN WITH (ENCODING 'UTF8')", io.BytesIO(data.encode("utf-8")))
     finally:
         cursor.close()

@@ -163,7 +163,10 @@ WITH inserted AS (
         CASE WHEN p.skip_reason IS NULL THEN :triggered ELSE :cancelled END, :now, :now, i.message_id,
         CASE WHEN p.skip_reason IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('skip_reason', p.skip_reason) END,
         :now, :now
-    FROM inserted i JOIN planned_outbox p USING (idempotency_key)
+    FROM inserted i
+    -- a reason planned twice in one batch: the state comes from the copy that was inserted (the first)
+    JOIN (SELECT DISTINCT ON (idempotency_key) * FROM planned_outbox ORDER BY idempotency_key, ord) p
+        USING (idempotency_key)
     ON CONFLICT (workflow_type, entity_type, entity_id, step) DO NOTHING
 )
 SELECT count(*) FILTER (WHERE skip_reason IS NULL), count(*) FILTER (WHERE skip_reason IS NOT NULL) FROM inserted
@@ -174,7 +177,7 @@ def _plan_by_copy(session: Session, planned: Sequence[PlannedMessage], now: date
     """PostgreSQL: COPY the planned rows into a temporary table and insert both tables from it."""
     copy_into_temp(session, "planned_outbox", _PLANNED_COLUMNS, (
         (i, p.idempotency_key, p.recipient_email, p.recipient_name, p.recipient_id, p.recipient_type,
-         p.template_type, p.template_version, p.ab_variant, p.campaign_id, p.category, p.skip_reason, p.priority,
+         p.template_type, p.template_version, p.ab_variant, p.campaign_id, p.category, p.skip_reason or None, p.priority,
          p.metadata, p.workflow_type, p.entity_type, p.entity_id, p.step)
         for i, p in enumerate(planned)
     ))
@@ -223,10 +226,13 @@ def claim(
         ids_query = ids_query.where(EmailMessage.template_type.in_(template_types))
     if is_postgres(session):
         ids_query = ids_query.with_for_update(skip_locked=True)
+    # materialized, so the planner runs the locking subquery once: run again inside a join, it
+    # could skip to other rows and claim more than limit
+    claimable = ids_query.cte("claimable").prefix_with("MATERIALIZED")
     # one statement: re-checking "due" in the UPDATE keeps the claim safe where SKIP LOCKED is unavailable
     rows = session.execute(
         update(EmailMessage)
-        .where(EmailMessage.message_id.in_(ids_query.scalar_subquery()), _due(now))
+        .where(EmailMessage.message_id.in_(select(claimable.c.message_id)), _due(now))
         .values(status=MessageStatus.SENDING, claim_token=token, claimed_at=now)
         .returning(*(getattr(EmailMessage, f.name) for f in fields(Claimed))),
         execution_options={"synchronize_session": False},

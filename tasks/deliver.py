@@ -110,6 +110,12 @@ class SmtpConnection:
         self.smtp = smtp
         self.pipelining = smtp.has_extn("pipelining")
 
+    def _drop(self) -> None:
+        """Forget a connection that is gone: close the socket without a QUIT."""
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+
     def close(self) -> None:
         if self.smtp is not None:
             try:
@@ -136,7 +142,7 @@ class SmtpConnection:
             assert self.smtp is not None
             return _classify(*_reply(self.smtp))
         except _DROPPED:
-            self.smtp = None  # the socket is gone; do not QUIT over it
+            self._drop()
             assert self._envelope is not None
             self._verdict = self._retrying(self._envelope, wait=True)
             assert self._verdict is not None
@@ -153,7 +159,7 @@ class SmtpConnection:
                     return _classify(*_reply(self.smtp))  # type: ignore[arg-type]
                 return verdict
             except _DROPPED as exc:
-                self.smtp = None  # the socket is gone; do not QUIT over it
+                self._drop()
                 if attempt == RECONNECTS_PER_MESSAGE:
                     raise ServerDown(f"SMTP connection kept dropping: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
@@ -196,8 +202,8 @@ class SmtpConnection:
         refusal = next(reply for reply in replies if reply[0] not in (250, 251, 354))
         try:
             smtp.rset()  # a clean transaction for the next message
-        except smtplib.SMTPServerDisconnected:
-            self.smtp = None  # the next message reconnects; this one's verdict stands
+        except _DROPPED:
+            self._drop()  # the next message reconnects; this one's verdict stands
         return _classify(*refusal)
 
 

@@ -88,15 +88,18 @@ def _address(name: str, email: str) -> str:
 MAX_LINE = 998
 
 
-def _body(body: str) -> tuple[bytes, bytes]:
+def _body(body: str, boundary: str) -> tuple[bytes, bytes]:
     """(Content-Transfer-Encoding, the encoded body with CRLF line ends).
 
     An ASCII body whose lines fit goes as 7bit, unencoded: it costs nothing per
     message and stays readable. Anything else is quoted-printable, which keeps
-    non-ASCII text mostly readable and wraps long lines.
+    non-ASCII text mostly readable and wraps long lines; so is a body that
+    contains the boundary (QP writes "=" as "=3D", so "--=_tm..." cannot survive
+    it), lest text in a message end its part early.
     """
     lines = body.replace("\r\n", "\n").split("\n")
-    if body.isascii() and "\r" not in body and "\0" not in body and max(map(len, lines)) <= MAX_LINE:
+    if (body.isascii() and "\r" not in body and "\0" not in body and boundary not in body
+            and max(map(len, lines)) <= MAX_LINE):
         return b"7bit", "\r\n".join(lines).encode("ascii")
     encoded = binascii.b2a_qp("\n".join(lines).encode("utf-8"))
     return b"quoted-printable", encoded.replace(b"\n", b"\r\n")
@@ -156,9 +159,9 @@ def build(
             "\r\n".join(headers).encode("ascii"),
             b"\r\n",
             delimiter,
-            part % (b"plain", *_body(text)),
+            part % (b"plain", *_body(text, boundary)),
             delimiter,
-            part % (b"html", *_body(_ascii_html(html))),
+            part % (b"html", *_body(_ascii_html(html), boundary)),
             f"\r\n--{boundary}--\r\n".encode(),
         )
     )

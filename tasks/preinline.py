@@ -8,12 +8,16 @@ is swapped for a placeholder the HTML parser leaves alone (a comment between
 tags, a word inside an attribute value or the title), css-inline runs once, and
 the constructs are put back.
 
-Anything that would make the result differ from inlining the rendered page
-returns None, and the renderer inlines that template per message instead: a
-construct inside a tag but outside a quoted value, inside a class, id or style
-attribute, or inside the stylesheet; selectors that depend on sibling order (a
-conditional can change which element comes first); other inheritance than one
-child of one base; super(). Tests render every template both ways and compare.
+Anything that could make the result differ from inlining the rendered page
+raises Unsupported, and the renderer inlines that template per message instead:
+a construct inside a tag but outside a quoted value, inside a class, id or style
+attribute, or inside the stylesheet; selectors that depend on sibling order or
+attribute values; an element opened in one branch of a condition and closed
+outside it; markup made at render time (include, macros, |safe on anything but a
+literal entity); content outside the child's blocks; other inheritance than one
+child of one base; super(); a parser that would restructure the markup. Context
+values are plain data (tasks.render's builders), never Markup. Tests render every
+template both ways and compare.
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ _CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _EXTENDS = re.compile(r"""\A\s*\{%-?\s*extends\s+["']([^"']+)["']\s*-?%\}""")
 _BLOCK = re.compile(r"\{%-?\s*block\s+(\w+)\s*-?%\}(.*?)\{%-?\s*endblock(?:\s+\w+)?\s*-?%\}", re.S)
 _STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.S | re.I)
-# selectors whose match depends on which siblings a conditional renders
-_ORDER_DEPENDENT = re.compile(r":(first|last|nth|only)-|:empty|[+~]\s*[.#\w\[*]")
+# selectors whose match depends on which siblings a conditional renders, or on attribute values
+_DATA_DEPENDENT = re.compile(r":(first|last|nth|only)-|:empty|:not\(|:has\(|[+~]\s*[.#\w\[*]|\[")
+# constructs that bring in markup the inliner never saw (a literal entity marked safe is fine)
+_FOREIGN_MARKUP = re.compile(r"\{%-?\s*(include|import|from|macro|call)\b|\bmarkup\b|\|\s*safe\b", re.I)
+_SAFE_LITERAL = re.compile(r"""(['"])[^'"<>]*\1\s*\|\s*safe\b""")
+_CONTROL = re.compile(r"\{%-?\s*(if|for|with|elif|else|endif|endfor|endwith)\b")
+_START_TAG = re.compile(r"<([A-Za-z][\w-]*)\b[^>]*?(/?)>")
+_END_TAG = re.compile(r"</([A-Za-z][\w-]*)\s*>")
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _DYNAMIC_ATTRIBUTES = {"class", "id", "style"}
 _RCDATA = ("title", "textarea")
 _MARK = "tmjinja"
@@ -63,12 +74,56 @@ class Unsupported(ValueError):
     """This template cannot be inlined ahead of rendering; the renderer inlines it per message."""
 
 
+def base_of(child: str) -> str | None:
+    """The name of the template a child extends, if it extends one."""
+    match = _EXTENDS.match(child)
+    return match.group(1) if match else None
+
+
+def _check_balanced(source: str) -> None:
+    """Every branch of an if, for or with opens and closes the same elements.
+
+    An element opened under a condition and closed outside it would give its
+    descendants styles (say, ".card p") that a render without that element lacks.
+    """
+    keywords: list[str] = []
+
+    def mask(match: re.Match[str]) -> str:
+        control = _CONTROL.match(match.group(0))
+        if control:
+            keywords.append(control.group(1))
+            return "\0"
+        return "J"  # an expression inside a tag leaves the tag whole
+
+    depth: list[int] = []
+    for index, segment in enumerate(_CONSTRUCT.sub(mask, source).split("\0")):
+        if depth:
+            literal = _HTML_COMMENT.sub("", segment)
+            opened = sum(1 for tag in _START_TAG.finditer(literal)
+                         if tag.group(1).lower() not in _VOID and not tag.group(2))
+            depth[-1] += opened - len(_END_TAG.findall(literal))
+        if index == len(keywords):
+            break
+        keyword = keywords[index]
+        if keyword in ("if", "for", "with"):
+            depth.append(0)
+            continue
+        if not depth or depth[-1] != 0:
+            raise Unsupported(f"elements opened and closed across an {keyword}")
+        if keyword.startswith("end"):
+            depth.pop()
+
+
 def flatten(child: str, base: str) -> str:
     """One source from a child template and the base it extends: the child's blocks in the base's places.
 
     Block tags stay where they were (their whitespace control and the subject
     block still work), except inside <style>, where the stylesheet is inlined now.
     """
+    outside = _CONSTRUCT.sub(lambda m: "" if m.group(0).startswith("{#") else m.group(0),
+                             _BLOCK.sub("", _EXTENDS.sub("", child, count=1)))
+    if outside.strip():
+        raise Unsupported("the child has content outside its blocks (a set or an import, say)")
     blocks: dict[str, str] = {}
     for match in _BLOCK.finditer(child):
         if "{% block" in match.group(2) or "super()" in match.group(2):
@@ -114,6 +169,7 @@ class _Scanner:
 
     def __init__(self) -> None:
         self.in_tag = False
+        self.closing = False  # the tag is an end tag
         self.quote: str | None = None
         self.attribute = ""
         self.tag = ""
@@ -185,15 +241,24 @@ class _Scanner:
 
 
 def preinline(child: str, base: str, inliner: css_inline.CSSInliner) -> str:
-    """The child template's source, flattened into its base with the CSS inlined; Unsupported if it can't be."""
+    """The child template's source, flattened into its base with the CSS inlined; Unsupported if it can't be.
+
+    base is the source of the template the child extends (base_of(child) names it).
+    """
     if not _EXTENDS.match(child):
         raise Unsupported("not a child of a base layout")
     source = flatten(child, base)
     for stylesheet in _STYLE.findall(source):
-        if _ORDER_DEPENDENT.search(re.sub(r"@media[^{]*\{", "", stylesheet)):
-            raise Unsupported("a selector depends on sibling order")
+        if _DATA_DEPENDENT.search(re.sub(r"@media[^{]*\{", "", stylesheet)):
+            raise Unsupported("a selector depends on sibling order or attribute values")
+    for construct in _CONSTRUCT.findall(source):
+        if _FOREIGN_MARKUP.search(_SAFE_LITERAL.sub("", construct)):
+            raise Unsupported("markup made at render time (include, macro, |safe) would miss the styles")
+    _check_balanced(source)
     protected, constructs = _placeholders(source)
     inlined = inliner.inline(protected)
+    if _CONSTRUCT.search(inlined) or any(d in inlined for d in ("{{", "{%", "{#")):
+        raise Unsupported("decoded character references spell Jinja syntax")
     if _structure(inlined) != _structure(protected) or _IMPLIED_AFTER_CONSTRUCT.search(inlined):
         # the parser closed, added or moved elements around a construct: rendering would not match
         raise Unsupported("the parser would restructure the markup")

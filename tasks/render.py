@@ -14,7 +14,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, select_autoescape
 from markupsafe import Markup
 
-from tasks.preinline import Unsupported, preinline
+from tasks.preinline import Unsupported, base_of, preinline
 from tutormax.links import Links
 from tutormax.settings import PROJECT_ROOT, Settings
 
@@ -101,10 +101,13 @@ class Renderer:
         loader = self.env.loader
         assert loader is not None and html.name is not None
         child = loader.get_source(self.env, html.name)[0]
-        base = loader.get_source(self.env, "base.html")[0]
+        base_name = base_of(child)
+        if base_name is None:
+            return None
         try:
+            base = loader.get_source(self.env, base_name)[0]
             return self.env.from_string(preinline(child, base, self.inliner))
-        except Unsupported:
+        except (Unsupported, TemplateNotFound):
             return None
 
     def render(self, template_type: str, name: str, context: dict[str, Any]) -> Rendered:

@@ -206,7 +206,7 @@ def test_lines_starting_with_a_dot_arrive_intact(smtp):
     assert [r[0] for r in smtp.received] == [["dot@example.com"], ["next@example.com"]]
 
 
-def test_the_client_pipelines_when_the_server_offers_it(smtp_server, monkeypatch):
+def test_the_client_pipelines_when_the_server_offers_it(smtp_server):
     from tasks.deliver import SmtpConnection
 
     with SmtpConnection(get_settings()) as connection:

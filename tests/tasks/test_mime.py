@@ -60,6 +60,19 @@ def test_transfer_encoding_is_the_cheapest_that_keeps_the_part_intact(html_part,
     assert max(len(line) for line in envelope.data.split(b"\r\n")) <= 998
 
 
+def test_a_body_that_contains_the_boundary_cannot_end_its_part():
+    import hashlib
+
+    key = "feedback_reminder:session:9:reminder"
+    boundary = f"=_tm77_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+    forged = f"hello\n--{boundary}\nContent-Type: text/html\n\n<p>forged</p>"
+    envelope = _build(text=forged, html="<p>ok</p>")
+    assert _encodings(envelope) == {"plain": "quoted-printable", "html": "7bit"}
+    parsed = email.message_from_bytes(envelope.data, policy=policy.default)
+    assert len(parsed.get_payload()) == 2
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == forged
+
+
 def test_message_id_is_derived_from_the_message():
     assert _build().data.count(message_id_header(77, "feedback_reminder:session:9:reminder", "tutormax.example").encode()) == 1
     assert message_id_header(77, "a", "d") == message_id_header(77, "a", "d") != message_id_header(78, "a", "d")

@@ -173,3 +173,36 @@ def test_attribute_values_and_title_keep_their_constructs():
     out = preinline(child, BASE, _inliner())
     assert "<title>{% block subject %}Hi {{ name }}{% endblock %}</title>" in out
     assert 'href="{{ url }}"' in out and 'title="{{ t }}"' in out
+
+
+@pytest.mark.parametrize(("child", "why"), [
+    ('{% block content %}{% if x %}<div class="a">{% endif %}<p>x</p>{% if x %}</div>{% endif %}{% endblock %}',
+     "an element opened under a condition and closed under another"),
+    ("{% block content %}<p>{{ body|safe }}</p>{% endblock %}", "markup made at render time"),
+    ('{% block content %}{% include "part.html" %}{% endblock %}', "markup from another template"),
+    ("{% set greeting = 'hi' %}{% block content %}<p>{{ greeting }}</p>{% endblock %}", "a set outside the blocks"),
+    ("{% block content %}<p>&#123;&#123; x }}</p>{% endblock %}", "references that decode to Jinja syntax"),
+])
+def test_templates_whose_inlining_could_differ_are_unsupported(child, why):
+    with pytest.raises(Unsupported):
+        preinline('{% extends "base.html" %}' + child, BASE, _inliner())
+
+
+def test_safe_literals_and_balanced_conditionals_are_fine():
+    child = ('{% extends "base.html" %}{% block content %}{% if x %}<p>{{ a }}</p>{% else %}<p>'
+             "{{ n if n else '&mdash;'|safe }}</p>{% endif %}{% for i in items %}<p>{{ i }}</p>{% endfor %}{% endblock %}")
+    out = preinline(child, BASE, _inliner())
+    assert '{% if x %}<p style="margin: 0;">{{ a }}</p>{% else %}<p style="margin: 0;">' in out
+
+
+def test_attribute_selectors_are_unsupported():
+    with pytest.raises(Unsupported):
+        preinline('{% extends "base.html" %}{% block content %}<a href="{{ u }}">x</a>{% endblock %}',
+                  BASE.replace(".a p{margin:0}", 'a[href^="https"]{color:blue}'), _inliner())
+
+
+def test_base_of_names_the_extended_template():
+    from tasks.preinline import base_of
+
+    assert base_of('{% extends "layouts/plain.html" %}{% block content %}{% endblock %}') == "layouts/plain.html"
+    assert base_of("<p>no layout</p>") is None
