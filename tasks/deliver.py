@@ -199,7 +199,8 @@ class SmtpConnection:
                 return None
             # the server opened DATA for a refused envelope: an empty message closes it
             _reply(smtp, b".\r\n")
-        refusal = next(reply for reply in replies if reply[0] not in (250, 251, 354))
+        # the first refusal; a server that answers DATA with anything but 354 has refused it
+        refusal = next((reply for reply in replies if reply[0] not in (250, 251, 354)), replies[2])
         try:
             smtp.rset()  # a clean transaction for the next message
         except _DROPPED:
