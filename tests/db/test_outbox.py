@@ -110,3 +110,11 @@ def test_plan_keeps_every_value_and_counts_each_reason_once(db_url, now):
     assert len(states) == 3
     # message ids follow the planned order, which delivery's claim order relies on
     assert first.message_id < skipped.message_id < rows["feedback_reminder:session:3:reminder"].message_id
+
+
+def test_two_plans_in_one_transaction_count_each_batch_alone(db_url, now):
+    with transaction(db_url) as s:
+        assert outbox.plan(s, [_planned(10), _planned(11)], now) == outbox.PlanCounts(queued=2)
+        assert outbox.plan(s, [_planned(12)], now) == outbox.PlanCounts(queued=1)
+    with transaction(db_url) as s:
+        assert outbox.plan(s, [_planned(12), _planned(13)], now) == outbox.PlanCounts(queued=1, already_planned=1)

@@ -61,10 +61,7 @@ def test_transfer_encoding_is_the_cheapest_that_keeps_the_part_intact(html_part,
 
 
 def test_a_body_that_contains_the_boundary_cannot_end_its_part():
-    import hashlib
-
-    key = "feedback_reminder:session:9:reminder"
-    boundary = f"=_tm77_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+    boundary = email.message_from_bytes(_build().data).get_boundary()  # the same message, so the same boundary
     forged = f"hello\n--{boundary}\nContent-Type: text/html\n\n<p>forged</p>"
     envelope = _build(text=forged, html="<p>ok</p>")
     assert _encodings(envelope) == {"plain": "quoted-printable", "html": "7bit"}
