@@ -238,7 +238,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each measured wrk run")
     parser.add_argument("--n", type=int, default=2000, help="messages (distinct pixel URLs)")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers, tracker and baseline alike")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn workers (the tracker's gunicorn.conf.py, gevent), tracker and baseline alike")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load before each run")
@@ -270,7 +271,7 @@ def main() -> None:
         env = {"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "TUTORMAX_VAR_DIR": str(workdir / "var")}
         load = {"connections": args.connections, "threads": args.threads}
         try:
-            log(f"starting the tracker and the bare baseline under gunicorn, {args.workers} sync workers each")
+            log(f"starting the tracker and the bare baseline under gunicorn, {args.workers} gevent workers each")
             tracker = Server("tracker", "tracking_app.wsgi:app", args.workers, env, workdir)
             servers.append(tracker)
             bare = Server("bare", "tracker:bare_app()", args.workers, env, workdir,
@@ -325,7 +326,7 @@ def main() -> None:
     emit("responses_2xx", result["responses_2xx"], "responses", unanswered_at_stop=unanswered)
     emit("events_in_db", events, "events", open_count_sum=counted, journaled_files=len(journaled),
          consistent=consistent)
-    emit("workers", args.workers, "workers", worker_class="sync")
+    emit("workers", args.workers, "workers", worker_class="gevent")
     if not consistent:
         log(f"MISMATCH: {events} opened events, {counted} counted opens, {result['responses_2xx']} 2xx responses, "
             f"{unanswered} unanswered at stop")

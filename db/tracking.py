@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, text, update
+from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from db.events import EventType
 from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, Feedback, SurveyResponse
 from db.session import is_postgres
+from db.types import UTCDateTime
 
 
 def _insert(session: Session, table):
@@ -65,44 +68,117 @@ def event_seen(session: Session, event_key: str) -> bool:
     return session.scalar(select(e.event_id).where(e.event_key == event_key)) is not None
 
 
-# Built once: the pixel is the hottest path in the system, and building statements per hit
-# costs more Python than running them.
+# Opens arrive in batches (tracking_app.group_commit). On PostgreSQL a batch is one statement in
+# autocommit: one round trip and one commit however many opens it holds. It bumps each message's
+# counters once with its count (a message can be opened twice in one batch), keeps opened_at at the
+# earliest open (batches from several workers can commit out of order) and inserts one event
+# per open. Batches from several workers can share messages, so the rows are locked in id order
+# before any is updated (the uncorrelated count runs once, ahead of the first update): without
+# that, two batches can lock the same two messages in opposite orders and deadlock.
+# The open rules that need sent_at (too soon after sending) are applied here, between the
+# rules the caller settled before (Apple MPP, prefetchers) and after (no user agent), keeping the
+# rules' order. Opens of unknown messages match no row and record nothing.
+_PREPARE_OPEN_BATCH = """
+PREPARE tutormax_open_batch (BIGINT[], TIMESTAMP[], TIMESTAMP[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[]) AS
+WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           AS v(mid, at, soon, ua, ip, first_reason, late_reason, device, browser, os)),
+     n AS (SELECT mid, count(*) AS opens, min(at) AS first_at FROM v GROUP BY mid),
+     locked AS MATERIALIZED (SELECT message_id FROM email_messages WHERE message_id IN (SELECT mid FROM n)
+                             ORDER BY message_id FOR UPDATE),
+     m AS (UPDATE email_messages SET open_count = open_count + n.opens, opened_at = LEAST(opened_at, n.first_at)
+           FROM n WHERE message_id = n.mid AND (SELECT count(*) FROM locked) > 0
+           RETURNING message_id, sent_at)
+INSERT INTO email_tracking_events (message_id, event_type, event_time, user_agent, ip_address, is_machine,
+                                   machine_reason, device, browser, os, event_data, created_at)
+SELECT v.mid, 'opened', v.at, v.ua, v.ip, r.reason IS NOT NULL, r.reason, v.device, v.browser, v.os,
+       CAST('{}' AS JSONB), v.at
+FROM v JOIN m ON m.message_id = v.mid,
+     LATERAL (SELECT COALESCE(v.first_reason, CASE WHEN m.sent_at > v.soon THEN 'too_soon_after_send' END,
+                              v.late_reason) AS reason) AS r"""
+OPEN_FIELDS = ("mid", "at", "soon", "ua", "ip", "first_reason", "late_reason", "device", "browser", "os")
+_EXECUTE_OPEN_BATCH = f"EXECUTE tutormax_open_batch ({', '.join(['%s'] * len(OPEN_FIELDS))})"
+
 _m = EmailMessage.__table__
+_at = bindparam("at", type_=UTCDateTime())
 _OPENED = (update(_m).where(_m.c.message_id == bindparam("mid"))
-           .values(open_count=_m.c.open_count + 1, opened_at=func.coalesce(_m.c.opened_at, bindparam("at")))
+           .values(open_count=_m.c.open_count + 1,
+                   opened_at=case((or_(_m.c.opened_at.is_(None), _m.c.opened_at > _at), _at), else_=_m.c.opened_at))
            .returning(_m.c.sent_at))
 _EVENT = EmailTrackingEvent.__table__.insert()
 
 
-# PostgreSQL: the whole open in one round trip. The open rules that need sent_at (too soon after
-# sending) are applied in SQL, between the ones the caller already settled (Apple MPP, prefetchers)
-# and the last one (no user agent), keeping the rules' order.
-_OPEN_ONE_TRIP = text("""
-WITH m AS (UPDATE email_messages SET open_count = open_count + 1, opened_at = COALESCE(opened_at, :at)
-           WHERE message_id = :mid RETURNING message_id, sent_at)
-INSERT INTO email_tracking_events (message_id, event_type, event_time, user_agent, ip_address, is_machine,
-                                   machine_reason, device, browser, os, event_data, created_at)
-SELECT message_id, 'opened', :at, :ua, :ip,
-       :first_reason IS NOT NULL OR COALESCE(sent_at > :soon, false) OR :late_reason IS NOT NULL,
-       COALESCE(:first_reason, CASE WHEN sent_at > :soon THEN 'too_soon_after_send' END, :late_reason),
-       :device, :browser, :os, CAST('{}' AS JSONB), :at
-FROM m""")
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def record_open_one_trip(session: Session, params: dict[str, Any]) -> None:
-    """PostgreSQL only: bump the counters and insert the open event in one statement."""
-    session.connection().execute(_OPEN_ONE_TRIP, params)
+class OpenRecorder:
+    """Commit batches of opens (dicts keyed by OPEN_FIELDS): counters bumped, one event each.
+
+    Callers serialize their calls (tracking_app.group_commit): on PostgreSQL one connection is
+    kept in autocommit with the batch statement prepared on it, so a batch costs one round trip
+    that neither parses nor plans. A failed connection is replaced on the next call.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dbapi = engine.dialect.loaded_dbapi
+        self._connection: PoolProxiedConnection | None = None
+        self._cursor: Any = None
+
+    def __call__(self, opens: Sequence[dict[str, Any]]) -> None:
+        if self._engine.dialect.name != "postgresql":
+            return _record_opens_one_by_one(self._engine, opens)
+        # columns hold naive UTC (db.types.UTCDateTime): an aware value would be shifted by the
+        # session's TimeZone on the way in
+        params = tuple([_naive_utc(o[f]) for o in opens] if f in ("at", "soon") else [o[f] for o in opens]
+                       for f in OPEN_FIELDS)
+        try:
+            cursor = self._cursor or self._open()
+            cursor.execute(_EXECUTE_OPEN_BATCH, params)
+        except self._dbapi.Error as exc:
+            self._drop()
+            raise DBAPIError.instance(_EXECUTE_OPEN_BATCH, params, exc, self._dbapi.Error) from exc
+
+    def _open(self):
+        # a driver connection of its own, detached from the pool: no checkout, reset or statement
+        # cache per batch, and its autocommit and prepared statement never reach a pooled session
+        connection = self._engine.raw_connection()
+        connection.detach()
+        try:
+            connection.dbapi_connection.autocommit = True
+            cursor = connection.cursor()
+            # the statement's one plan fits every batch size; left to choose, PostgreSQL re-plans
+            # it for each execution, which costs more than the batch itself
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            cursor.execute(_PREPARE_OPEN_BATCH)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection, self._cursor = connection, cursor
+        return cursor
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except self._dbapi.Error:
+                pass  # already dead: that is why it is being dropped
+        self._connection = self._cursor = None
 
 
-def count_open(session: Session, message_id: int, at: datetime) -> tuple[bool, datetime | None]:
-    """Bump the message's open counters; (whether the message exists, its sent_at)."""
-    row = session.connection().execute(_OPENED, {"mid": message_id, "at": at}).first()
-    return (row is not None, row[0] if row else None)
-
-
-def insert_event(session: Session, event: dict[str, Any]) -> None:
-    """Insert an event whose counters were already bumped (the open pixel's path)."""
-    session.connection().execute(_EVENT, event)
+def _record_opens_one_by_one(engine: Engine, opens: Sequence[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        for o in opens:
+            row = conn.execute(_OPENED, {"mid": o["mid"], "at": o["at"]}).first()
+            if row is None:
+                continue  # an unknown message
+            too_soon = "too_soon_after_send" if row.sent_at is not None and row.sent_at > o["soon"] else None
+            reason = o["first_reason"] or too_soon or o["late_reason"]
+            conn.execute(_EVENT, {
+                "message_id": o["mid"], "event_type": EventType.OPENED, "event_time": o["at"], "user_agent": o["ua"],
+                "ip_address": o["ip"], "is_machine": reason is not None, "machine_reason": reason,
+                "device": o["device"], "browser": o["browser"], "os": o["os"], "event_data": {},
+                "created_at": o["at"]})
 
 
 def preference(session: Session, email: str) -> EmailPreference | None:

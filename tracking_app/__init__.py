@@ -30,14 +30,17 @@ def _page(status: int, title: str, body: str):
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the tracker; config overrides Settings fields by name (tests pass a database URL)."""
+    from db import tracking
     from db.session import session_factory
     from tracking_app import api, prefs, responses, track
     from tracking_app.classify import parse_networks
+    from tracking_app.group_commit import GroupCommit
     from tracking_app.journal import Journal
     from tutormax.links import Links
     from tutormax.settings import var_dir
 
     settings: Settings = load_settings(**config) if config else get_settings()
+    sessions = session_factory(settings.database_url, pre_ping=False)
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
@@ -45,7 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         TRUSTED_PROXIES=parse_networks(settings.tracker_trusted_proxies),
         APPLE_PROXY_NETWORKS=parse_networks(settings.apple_proxy_networks),
         JOURNAL=Journal(var_dir() / "journal"),
-        SESSIONS=session_factory(settings.database_url, pre_ping=False),
+        SESSIONS=sessions,
+        # opens in flight together share one write and one commit; each still answers after its own
+        OPENS=GroupCommit(tracking.OpenRecorder(sessions.kw["bind"])),
         MAX_CONTENT_LENGTH=64 * 1024,  # forms here are small; anything bigger is not ours
     )
     for blueprint in (track.bp, prefs.bp, responses.bp, api.bp):

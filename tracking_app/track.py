@@ -21,6 +21,7 @@ EARLY_RULES = {"apple_mpp_user_agent", "apple_mpp_proxy_ip", "known_prefetcher"}
 MIN_HUMAN_SECONDS = 2.0
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
+PIXEL_HEADERS = {"Content-Type": "image/gif", **NO_STORE}
 
 
 def _message(message_id: int):
@@ -32,8 +33,13 @@ def _message(message_id: int):
         return False
 
 
+def _user_agent() -> str | None:
+    # PostgreSQL text cannot hold NUL; in a batch of opens one such row would fail them all
+    return (request.headers.get("User-Agent") or "").replace("\x00", "")[:1000] or None
+
+
 def _event(message_id: int, kind: EventType, verdict, **fields) -> dict:
-    user_agent = (request.headers.get("User-Agent") or "")[:1000] or None
+    user_agent = _user_agent()
     client = parse_client(user_agent)
     return {"message_id": message_id, "event_type": kind, "event_time": fields.pop("at"), "user_agent": user_agent,
             "ip_address": client_ip(), "is_machine": verdict.is_machine, "machine_reason": verdict.reason,
@@ -47,35 +53,23 @@ def open_pixel(token: str):
     try:
         data = current_app.config["LINKS"].signer.verify(Purpose.OPEN, token)
     except BadToken:
-        return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
-    at = now()
-    user_agent = request.headers.get("User-Agent")
-    networks = current_app.config["APPLE_PROXY_NETWORKS"]
-    session = db()
+        return GIF, 200, PIXEL_HEADERS
+    at, ip = now(), client_ip()
+    user_agent = _user_agent()
+    # the rules that do not need the message are settled here; "too soon after sending" is
+    # applied with the write, where sent_at is at hand (db.tracking.OpenRecorder)
+    early = classify_open(user_agent=user_agent, ip=ip, sent_at=None, at=at,
+                          apple_proxy_networks=current_app.config["APPLE_PROXY_NETWORKS"])
+    strong = early.reason in EARLY_RULES
+    client = parse_client(user_agent)
     try:
-        if session.get_bind().dialect.name == "postgresql":
-            early = classify_open(user_agent=user_agent, ip=client_ip(), sent_at=None, at=at, apple_proxy_networks=networks)
-            client = parse_client(user_agent)
-            strong = early.reason in EARLY_RULES
-            tracking.record_open_one_trip(session, {
-                "mid": data.message_id, "at": at, "soon": at - timedelta(seconds=MIN_HUMAN_SECONDS),
-                "ua": (user_agent or "")[:1000] or None, "ip": client_ip(),
-                "first_reason": early.reason if strong else None, "late_reason": None if strong else early.reason,
-                "device": client.device, "browser": client.browser[:80], "os": client.os[:80]})
-            session.commit()
-            return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
-        # one UPDATE ... RETURNING both bumps the counters and tells us when the message was sent
-        known, sent_at = tracking.count_open(session, data.message_id, at)
-        if known:
-            verdict = classify_open(user_agent=user_agent, ip=client_ip(), sent_at=sent_at, at=at,
-                                    apple_proxy_networks=networks)
-            tracking.insert_event(session, _event(data.message_id, EventType.OPENED, verdict, at=at))
-        session.commit()
+        current_app.config["OPENS"].submit({
+            "mid": data.message_id, "at": at, "soon": at - timedelta(seconds=MIN_HUMAN_SECONDS), "ua": user_agent,
+            "ip": ip, "first_reason": early.reason if strong else None, "late_reason": None if strong else early.reason,
+            "device": client.device, "browser": client.browser[:80], "os": client.os[:80]})
     except OperationalError:
-        session.rollback()
-        verdict = classify_open(user_agent=user_agent, ip=client_ip(), sent_at=None, at=at, apple_proxy_networks=networks)
-        journal(_event(data.message_id, EventType.OPENED, verdict, at=at))
-    return GIF, 200, {"Content-Type": "image/gif", **NO_STORE}
+        journal(_event(data.message_id, EventType.OPENED, early, at=at))
+    return GIF, 200, PIXEL_HEADERS
 
 
 @bp.route("/c/<token>", methods=["GET", "HEAD"])

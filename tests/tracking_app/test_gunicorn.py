@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from tutormax.settings import load_settings
 from tutormax.tokens import Purpose
 
 ROOT = Path(__file__).resolve().parents[2]
+CONCURRENT_OPENS = 64
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -50,6 +52,13 @@ def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_mess
         pixel = urllib.request.urlopen(urllib.request.Request(
             f"{base}/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1)"}))
         assert pixel.status == 200 and pixel.headers["Content-Type"] == "image/gif"
+        # opens in flight together share a commit (group commit): every one is counted, once
+        def fetch(_):
+            with urllib.request.urlopen(f"{base}/o/{token(Purpose.OPEN, mid)}.gif", timeout=30) as response:
+                return response.status
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            assert set(pool.map(fetch, range(CONCURRENT_OPENS))) == {200}
         opener = urllib.request.build_opener(NoRedirect)
         try:
             opener.open(f"{base}/c/{token(Purpose.CLICK, mid, 1, b'cta' + bytes([10]) + b'https://example.com/a')}")
@@ -69,5 +78,6 @@ def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_mess
     with transaction(db_url) as s:
         kinds = sorted(e.event_type for e in s.scalars(select(EmailTrackingEvent)))
         message = s.get(EmailMessage, mid)
-    assert kinds == ["clicked", "opened", "unsubscribed"]
-    assert (message.open_count, message.click_count) == (1, 1) and message.unsubscribed_at is not None
+    assert kinds == ["clicked"] + ["opened"] * (1 + CONCURRENT_OPENS) + ["unsubscribed"]
+    assert (message.open_count, message.click_count) == (1 + CONCURRENT_OPENS, 1)
+    assert message.unsubscribed_at is not None

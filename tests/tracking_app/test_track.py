@@ -53,6 +53,16 @@ def test_bad_pixel_tokens_still_get_a_gif_and_record_nothing(client, sent_messag
     assert _events(db_url, mid) == []
 
 
+def test_a_user_agent_with_nul_bytes_is_recorded_without_them(client, sent_message, token, db_url):
+    mid = sent_message()
+    evil = {"User-Agent": "Evil\x00" + CHROME}
+    response = client.get(f"/o/{token(Purpose.OPEN, mid)}.gif", headers=evil)
+    assert response.status_code == 200 and response.data == GIF
+    click = client.get(f"/c/{token(Purpose.CLICK, mid, 1, b'cta' + bytes([10]) + b'https://example.com/a')}", headers=evil)
+    assert click.status_code == 302
+    assert [e.user_agent for e in _events(db_url, mid)] == ["Evil" + CHROME] * 2
+
+
 @pytest.mark.parametrize(
     ("headers", "sent_ago", "reason"),
     [
