@@ -116,11 +116,13 @@ class OpenRecorder:
 
     Callers serialize their calls (tracking_app.group_commit): on PostgreSQL one connection is
     kept in autocommit with the batch statement prepared on it, so a batch costs one round trip
-    that neither parses nor plans. A failed connection is replaced on the next call.
+    that neither parses nor plans. A failed connection is replaced on the next call; a batch
+    that takes longer than timeout_s fails (the tracker then journals its opens).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout_s: float = 5.0) -> None:
         self._engine = engine
+        self._timeout_ms = int(timeout_s * 1000)
         self._dbapi = engine.dialect.loaded_dbapi
         self._connection: PoolProxiedConnection | None = None
         self._cursor: Any = None
@@ -150,6 +152,9 @@ class OpenRecorder:
             # the statement's one plan fits every batch size; left to choose, PostgreSQL re-plans
             # it for each execution, which costs more than the batch itself
             cursor.execute("SET plan_cache_mode = force_generic_plan")
+            # every request of the batch waits on it: a lock or a stalled server must fail it (and
+            # journal its opens) in seconds, not hold the pixels until the client gives up
+            cursor.execute(f"SET statement_timeout = {self._timeout_ms}")
             cursor.execute(_PREPARE_OPEN_BATCH)
         except BaseException:
             connection.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -132,3 +133,18 @@ def test_a_dropped_connection_fails_that_batch_and_the_next_one_reconnects(db_ur
         recorder([_open(a)])
     recorder([_open(a)])
     assert _counts(db_url, [a])[a][0] == 2 and len(_events(db_url)) == 2
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a row lock held elsewhere needs a server
+def test_a_batch_stuck_behind_a_lock_fails_within_the_timeout(db_url, sent):
+    (a,) = sent(1)
+    recorder = OpenRecorder(get_engine(db_url), timeout_s=0.3)
+    with get_engine(db_url).connect() as other:
+        other.execute(text("SELECT 1 FROM email_messages WHERE message_id = :a FOR UPDATE"), {"a": a})
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="statement timeout"):
+            recorder([_open(a)])
+        assert time.monotonic() - started < 3
+        other.rollback()
+    recorder([_open(a)])  # the lock gone, the next batch goes through on a fresh connection
+    assert _counts(db_url, [a])[a][0] == 1

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
 
-from db.models import EmailMessage, EmailTrackingEvent
+from sqlalchemy import select, update
+
+from db.models import EmailMessage, EmailTrackingEvent, SurveyResponse
 from db.session import transaction
 from tutormax.links import Links
 from tutormax.settings import load_settings
@@ -30,13 +35,14 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_message, tmp_path):
-    mid = sent_message("sam@example.com")
+@contextmanager
+def serving(db_url, tmp_path, **env):
+    """The tracker under gunicorn with its own config on a free loopback port; yields its base URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "DATABASE_URL": db_url, "TUTORMAX_VAR_DIR": str(tmp_path), "TRACKER_WORKERS": "2",
-           "TRACKER_BIND": f"127.0.0.1:{port}"}
+           "TRACKER_BIND": f"127.0.0.1:{port}", **env}
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "tracking_app/gunicorn.conf.py"),
                                "tracking_app.wsgi:app"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -47,6 +53,15 @@ def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_mess
                 break
             except OSError:
                 time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_message, tmp_path):
+    mid = sent_message("sam@example.com")
+    with serving(db_url, tmp_path) as base:
         links = Links(load_settings())
         token = links.signer.sign
         pixel = urllib.request.urlopen(urllib.request.Request(
@@ -68,16 +83,42 @@ def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_mess
         unsubscribed = urllib.request.urlopen(urllib.request.Request(
             f"{base}/u/{token(Purpose.UNSUBSCRIBE, mid)}", data=urllib.parse.urlencode({"List-Unsubscribe": "One-Click"}).encode()))
         assert unsubscribed.status == 200
-        try:
+        with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"{base}/c/not-a-token")
-        except urllib.error.HTTPError as missing:
-            assert missing.code == 404
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert missing.value.code == 404
     with transaction(db_url) as s:
         kinds = sorted(e.event_type for e in s.scalars(select(EmailTrackingEvent)))
         message = s.get(EmailMessage, mid)
     assert kinds == ["clicked"] + ["opened"] * (1 + CONCURRENT_OPENS) + ["unsubscribed"]
     assert (message.open_count, message.click_count) == (1 + CONCURRENT_OPENS, 1)
     assert message.unsubscribed_at is not None
+
+
+def test_a_concerning_survey_answer_reaches_prefect_from_a_gevent_worker(db_url, platform, enqueue, tmp_path,
+                                                                         prefect_harness):
+    """Prefect's event client runs a thread with its own event loop; under gevent that thread is a greenlet."""
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api.url
+    tutor = platform.tutor()
+    session_id = platform.session(tutor, platform.student(), ended_ago=timedelta(hours=3))
+    mid = enqueue("tutor@example.com", entity_id=session_id)
+    with transaction(db_url) as s:
+        s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(recipient_id=tutor))
+    survey = Links(load_settings()).signer.sign(Purpose.SURVEY, mid)
+    with serving(db_url, tmp_path, PREFECT_API_URL=api) as base:
+        answer = urllib.request.urlopen(f"{base}/s/{survey}", data=urllib.parse.urlencode(
+            {"rating": "1", "engaged": "no"}).encode(), timeout=30)
+        assert answer.status == 200
+    with transaction(db_url) as s:
+        survey_id = s.scalar(select(SurveyResponse.id))
+    query = json.dumps({"filter": {"event": {"name": ["tutormax.survey.concerning"]},
+                                   "resource": {"id": [f"tutormax.survey.{survey_id}"]}}}).encode()
+    for _ in range(100):  # the server files events a moment after it receives them
+        request = urllib.request.Request(f"{api}/events/filter", data=query, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            events = json.load(response)["events"]
+        if events:
+            break
+        time.sleep(0.1)
+    assert [e["payload"] for e in events] == [{"survey_id": survey_id}]
