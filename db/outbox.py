@@ -323,12 +323,17 @@ _OUTCOME_COLUMNS = ("status", "subject", "sent_at", "smtp_response", "failed_at"
 _OUTCOME_SET = set(_OUTCOME_COLUMNS)
 _OUTCOME_TYPES = {"retry_count": "integer", "sent_at": "timestamp", "failed_at": "timestamp",
                   "next_attempt_at": "timestamp", "bounced_at": "timestamp"}
+# the rows are locked in id order before any is updated, as the tracker's batched opens do
+# (db.tracking): two writers locking the same messages in opposite orders would deadlock
 _RECORD_FROM_COPY = text(f"""
-WITH updated AS (
+WITH locked AS MATERIALIZED (
+    SELECT message_id FROM email_messages WHERE message_id IN (SELECT message_id FROM outcomes)
+    ORDER BY message_id FOR NO KEY UPDATE
+), updated AS (
     UPDATE email_messages AS m SET
         {", ".join(f"{c} = COALESCE(o.{c}, m.{c})" for c in _OUTCOME_COLUMNS)},
         updated_at = o.at, claim_token = NULL
-    FROM outcomes o WHERE m.message_id = o.message_id
+    FROM outcomes o WHERE m.message_id = o.message_id AND (SELECT count(*) FROM locked) >= 0
 )
 INSERT INTO email_tracking_events (message_id, event_type, event_time, event_data, is_machine, created_at)
 SELECT message_id, event, at, event_data, false, at FROM outcomes ORDER BY ord

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from db.events import EventType
@@ -72,9 +72,11 @@ def event_seen(session: Session, event_key: str) -> bool:
 # autocommit: one round trip and one commit however many opens it holds. It bumps each message's
 # counters once with its count (a message can be opened twice in one batch), keeps opened_at at the
 # earliest open (batches from several workers can commit out of order) and inserts one event
-# per open. Batches from several workers can share messages, so the rows are locked in id order
-# before any is updated (the uncorrelated count runs once, ahead of the first update): without
-# that, two batches can lock the same two messages in opposite orders and deadlock.
+# per open. Batches from several workers (and delivery's outcome writes, db.outbox) can share
+# messages, so the rows are locked in id order before any is updated (the uncorrelated count runs
+# once, ahead of the first update; NO KEY UPDATE is the lock the UPDATE itself takes, so event
+# inserts holding KEY SHARE do not block it): without that, two batches can lock the same two
+# messages in opposite orders and deadlock.
 # The open rules that need sent_at (too soon after sending) are applied here, between the
 # rules the caller settled before (Apple MPP, prefetchers) and after (no user agent), keeping the
 # rules' order. Opens of unknown messages match no row and record nothing.
@@ -84,9 +86,9 @@ WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            AS v(mid, at, soon, ua, ip, first_reason, late_reason, device, browser, os)),
      n AS (SELECT mid, count(*) AS opens, min(at) AS first_at FROM v GROUP BY mid),
      locked AS MATERIALIZED (SELECT message_id FROM email_messages WHERE message_id IN (SELECT mid FROM n)
-                             ORDER BY message_id FOR UPDATE),
+                             ORDER BY message_id FOR NO KEY UPDATE),
      m AS (UPDATE email_messages SET open_count = open_count + n.opens, opened_at = LEAST(opened_at, n.first_at)
-           FROM n WHERE message_id = n.mid AND (SELECT count(*) FROM locked) > 0
+           FROM n WHERE message_id = n.mid AND (SELECT count(*) FROM locked) >= 0
            RETURNING message_id, sent_at)
 INSERT INTO email_tracking_events (message_id, event_type, event_time, user_agent, ip_address, is_machine,
                                    machine_reason, device, browser, os, event_data, created_at)
@@ -127,7 +129,28 @@ class OpenRecorder:
         self._connection: PoolProxiedConnection | None = None
         self._cursor: Any = None
 
-    def __call__(self, opens: Sequence[dict[str, Any]]) -> None:
+    def __call__(self, opens: Sequence[dict[str, Any]]) -> list[BaseException | None] | None:
+        """Write the batch; None when all went in, else one error (or None) per open."""
+        try:
+            self._write(opens)
+            return None
+        except OperationalError:
+            raise  # the database is unreachable or stuck: nothing in this batch went in
+        except Exception:  # noqa: BLE001 -- one bad row fails its statement: find it, keep the rest
+            if len(opens) == 1:
+                raise
+        outcomes: list[BaseException | None] = []
+        for i, one in enumerate(opens):
+            try:
+                self._write([one])
+                outcomes.append(None)
+            except OperationalError as exc:
+                return outcomes + [exc] * (len(opens) - i)
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append(exc)
+        return outcomes
+
+    def _write(self, opens: Sequence[dict[str, Any]]) -> None:
         if self._engine.dialect.name != "postgresql":
             return _record_opens_one_by_one(self._engine, opens)
         # columns hold naive UTC (db.types.UTCDateTime): an aware value would be shifted by the
@@ -139,7 +162,13 @@ class OpenRecorder:
             cursor.execute(_EXECUTE_OPEN_BATCH, params)
         except self._dbapi.Error as exc:
             self._drop()
-            raise DBAPIError.instance(_EXECUTE_OPEN_BATCH, params, exc, self._dbapi.Error) from exc
+            # parameters stay out of the message: they hold readers' addresses and user agents
+            if isinstance(exc, self._dbapi.InterfaceError):  # a connection closed under us
+                raise OperationalError(_EXECUTE_OPEN_BATCH, None, exc, hide_parameters=True) from exc
+            raise DBAPIError.instance(_EXECUTE_OPEN_BATCH, None, exc, self._dbapi.Error, hide_parameters=True) from exc
+        except BaseException:
+            self._drop()  # interrupted mid-statement: the connection's state is unknown
+            raise
 
     def _open(self):
         # a driver connection of its own, detached from the pool: no checkout, reset or statement

@@ -1,6 +1,6 @@
 """Group commit: requests in flight together in one worker share one write and one commit.
 
-Each caller still returns only after its own row is committed (or the write failed), so
+Each caller still returns only after its own row is committed (or its write failed), so
 "committed before the 2xx" holds; what is shared is the round trip and the commit. There is no
 writer thread and no timer: the first caller to find no write in progress leads, writes every row
 queued so far, wakes their callers, and hands the lead to the oldest row queued meanwhile. Rows
@@ -14,6 +14,17 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+# write(rows) returns None when every row is written, or one exception (or None) per row
+Write = Callable[[Sequence[Any]], Sequence[BaseException | None] | None]
+
+
+class BatchFailed(Exception):
+    """This caller's row was not written; __cause__ is what the write raised (shared by the batch)."""
+
+
+class WriteAborted(BatchFailed):
+    """The leader was interrupted mid-write: whether the batch was committed is unknown."""
+
 
 class _Waiter:
     __slots__ = ("row", "ready", "lead", "error")
@@ -22,13 +33,13 @@ class _Waiter:
         self.row = row
         self.ready = threading.Event()
         self.lead = False
-        self.error: BaseException | None = None
+        self.error: BatchFailed | None = None
 
 
 class GroupCommit:
-    """Funnel rows from concurrent threads into batched calls of write(rows)."""
+    """Funnel rows from concurrent threads (or greenlets) into batched calls of write(rows)."""
 
-    def __init__(self, write: Callable[[Sequence[Any]], None], max_batch: int = 256) -> None:
+    def __init__(self, write: Write, max_batch: int = 256) -> None:
         self._write = write
         self._max_batch = max_batch
         self._lock = threading.Lock()
@@ -36,14 +47,18 @@ class GroupCommit:
         self._writing = False
 
     def submit(self, row: Any) -> None:
-        """Return once row is written; raise what the write raised if it failed."""
+        """Return once row is written; raise BatchFailed (its cause: the write's error) if it was not."""
         me = _Waiter(row)
         with self._lock:
             self._queue.append(me)
             me.lead = not self._writing
             self._writing = True
         if not me.lead:
-            me.ready.wait()
+            try:
+                me.ready.wait()
+            except BaseException:
+                self._abandon(me)  # a timeout or kill while waiting: never strand the queue behind us
+                raise
         if me.lead:  # led from the start, or handed the lead while waiting
             self._lead()
         if me.error is not None:
@@ -52,19 +67,41 @@ class GroupCommit:
     def _lead(self) -> None:
         with self._lock:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-        error: BaseException | None = None
         try:
-            self._write([w.row for w in batch])
-        except BaseException as exc:  # noqa: BLE001 -- every caller in the batch gets its own copy of the failure
-            error = exc
+            outcomes = self._write([w.row for w in batch])
+        except Exception as exc:  # noqa: BLE001 -- each caller gets its own BatchFailed, caused by exc
+            outcomes = [exc] * len(batch)
+        except BaseException as exc:
+            self._finish(batch, [WriteAborted("the write was interrupted")] * len(batch), cause=exc)
+            raise
+        self._finish(batch, outcomes or [None] * len(batch))
+
+    def _finish(self, batch: list[_Waiter], outcomes: Sequence[BaseException | None],
+                cause: BaseException | None = None) -> None:
         with self._lock:
             successor = self._queue[0] if self._queue else None
             self._writing = successor is not None
-        # the leader is batch[0]; it learns its outcome from error, the rest when woken
-        for waiter in batch:
-            waiter.error = error
+            if successor is not None:
+                successor.lead = True
+        for waiter, outcome in zip(batch, outcomes, strict=True):
+            if outcome is not None:
+                failed = type(outcome)(*outcome.args) if isinstance(outcome, BatchFailed) else BatchFailed(str(outcome))
+                failed.__cause__ = cause or outcome
+                waiter.error = failed
             waiter.lead = False
             waiter.ready.set()
         if successor is not None:
-            successor.lead = True
+            successor.ready.set()
+
+    def _abandon(self, me: _Waiter) -> None:
+        successor = None
+        with self._lock:
+            if me in self._queue:  # not yet taken into a batch: leave without a trace
+                self._queue.remove(me)
+                if me.lead:  # the lead was handed to us: pass it on
+                    successor = self._queue[0] if self._queue else None
+                    self._writing = successor is not None
+                    if successor is not None:
+                        successor.lead = True
+        if successor is not None:
             successor.ready.set()

@@ -40,7 +40,9 @@ def client_ip() -> str | None:
     # walk from the nearest hop back; the first address that is not our proxy is the client
     for hop in reversed(chain):
         try:
-            address = ipaddress.ip_address(hop)
+            # an IPv6 zone ("%eth0") names an interface of the sender's own host, and comes from the
+            # client; it means nothing here and would make the address any length
+            address = ipaddress.ip_address(hop.partition("%")[0])
         except ValueError:
             return None
         if not any(address in net for net in trusted):

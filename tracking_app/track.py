@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from db import tracking
 from db.events import EventType
 from tracking_app.classify import classify_click, classify_open, parse_client
+from tracking_app.group_commit import BatchFailed, WriteAborted
 from tracking_app.recording import client_ip, db, journal, now, record, token_or_404
 from tutormax.tokens import BadToken, Purpose
 
@@ -67,8 +68,15 @@ def open_pixel(token: str):
             "mid": data.message_id, "at": at, "soon": at - timedelta(seconds=MIN_HUMAN_SECONDS), "ua": user_agent,
             "ip": ip, "first_reason": early.reason if strong else None, "late_reason": None if strong else early.reason,
             "device": client.device, "browser": client.browser[:80], "os": client.os[:80]})
-    except OperationalError:
-        journal(_event(data.message_id, EventType.OPENED, early, at=at))
+    except WriteAborted:
+        # the worker is being stopped mid-write: the open may be committed, so journaling it could
+        # count it twice
+        current_app.logger.warning("open not confirmed: its batch's write was interrupted")
+    except BatchFailed as failed:
+        if isinstance(failed.__cause__, OperationalError):
+            journal(_event(data.message_id, EventType.OPENED, early, at=at))
+        else:  # this open itself cannot be stored (the rest of its batch was); the pixel still answers
+            current_app.logger.error("open not recorded: %s", type(failed.__cause__).__name__)
     return GIF, 200, PIXEL_HEADERS
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from db.models import EmailMessage, EmailTrackingEvent
 from db.session import get_engine, transaction
@@ -148,3 +148,39 @@ def test_a_batch_stuck_behind_a_lock_fails_within_the_timeout(db_url, sent):
         other.rollback()
     recorder([_open(a)])  # the lock gone, the next batch goes through on a fresh connection
     assert _counts(db_url, [a])[a][0] == 1
+
+
+def test_an_open_that_cannot_be_stored_fails_alone_and_the_rest_of_its_batch_goes_in(db_url, sent):
+    a, b = sent(2)
+    outcomes = OpenRecorder(get_engine(db_url))([_open(a), {**_open(b), "at": None}, _open(b)])
+    assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], Exception)
+    assert sorted(e.message_id for e in _events(db_url)) == sorted([a, b])
+    assert {mid: count for mid, (count, _) in _counts(db_url, [a, b]).items()} == {a: 1, b: 1}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite does not enforce VARCHAR lengths
+def test_a_value_too_long_for_its_column_fails_only_its_own_open(db_url, sent):
+    (a,) = sent(1)
+    outcomes = OpenRecorder(get_engine(db_url))([{**_open(a), "ip": "f" * 60}, _open(a)])
+    assert isinstance(outcomes[0], DataError) and outcomes[1] is None
+    assert "f" * 60 not in str(outcomes[0])  # parameters stay out of errors (and so out of logs)
+    assert _counts(db_url, [a])[a][0] == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # the SQLite path keeps no connection
+def test_a_write_interrupted_mid_statement_leaves_no_half_used_connection_behind(db_url, sent):
+    class Killed(BaseException):
+        """Stands in for gevent killing the greenlet inside the driver call."""
+
+    class Dying:
+        def execute(self, *args):
+            raise Killed
+
+    (a,) = sent(1)
+    recorder = OpenRecorder(get_engine(db_url))
+    recorder([_open(a)])
+    recorder._cursor = Dying()
+    with pytest.raises(Killed):
+        recorder([_open(a)])
+    recorder([_open(a)])  # a fresh connection, not the interrupted one
+    assert _counts(db_url, [a])[a][0] == 2

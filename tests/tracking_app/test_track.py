@@ -93,6 +93,31 @@ def test_forwarded_for_only_behind_a_trusted_proxy(app, db_url, sent_message, to
     assert [e.ip_address for e in _events(db_url, mid)] == ["10.0.0.5", "203.0.113.9", "198.51.100.7"]
 
 
+def test_a_forwarded_ipv6_zone_is_dropped_not_stored(app, db_url, sent_message, token):
+    """The zone comes from the client and can be any length; the column holds 45 characters."""
+    from tracking_app.classify import parse_networks
+
+    mid = sent_message()
+    app.config["TRUSTED_PROXIES"] = parse_networks("10.0.0.0/8")
+    response = app.test_client().get(f"/o/{token(Purpose.OPEN, mid)}.gif", environ_base={"REMOTE_ADDR": "10.0.0.5"},
+                                     headers={"User-Agent": CHROME, "X-Forwarded-For": "fe80::1%" + "x" * 80})
+    assert response.status_code == 200 and response.data == GIF
+    assert [e.ip_address for e in _events(db_url, mid)] == ["fe80::1"]
+
+
+def test_an_open_the_database_refuses_still_gets_its_gif(app, client, sent_message, token, db_url, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    def refuse(rows):
+        raise DataError("EXECUTE tutormax_open_batch", None, ValueError("value too long"))
+
+    mid = sent_message()
+    monkeypatch.setattr(app.config["OPENS"], "_write", refuse)
+    response = client.get(f"/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": CHROME})
+    assert response.status_code == 200 and response.data == GIF
+    assert _events(db_url, mid) == [] and not app.config["JOURNAL"].pending()  # not journaled: it would fail again
+
+
 def _click_token(token, mid, target="https://www.tutormax.example/help?a=1&b=2", name="cta"):
     return token(Purpose.CLICK, mid, link_id(name), f"{name}\n{target}".encode())
 
