@@ -74,6 +74,8 @@ class GroupCommit:
         except BaseException as exc:
             self._finish(batch, [WriteAborted("the write was interrupted")] * len(batch), cause=exc)
             raise
+        if outcomes is not None and len(outcomes) != len(batch):  # a broken write must not strand its callers
+            outcomes = [RuntimeError(f"write reported {len(outcomes)} outcomes for {len(batch)} rows")] * len(batch)
         self._finish(batch, outcomes or [None] * len(batch))
 
     def _finish(self, batch: list[_Waiter], outcomes: Sequence[BaseException | None],
