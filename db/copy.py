@@ -17,9 +17,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.types import UTCDateTime
+from db.types import naive_utc
 
-_UTC = UTCDateTime()
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -32,7 +31,7 @@ def _field(value: Any) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, datetime):
-        return _UTC.process_bind_param(value, None).isoformat(" ")  # type: ignore[union-attr]
+        return naive_utc(value).isoformat(" ")
     if isinstance(value, (dict, list)):
         return json.dumps(value).translate(_ESCAPES)
     return str(value)

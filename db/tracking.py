@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, func, or_, select, update
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from db.events import EventType
 from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, Feedback, SurveyResponse
 from db.session import is_postgres
-from db.types import UTCDateTime
+from db.types import UTCDateTime, naive_utc
 
 
 def _insert(session: Session, table):
@@ -109,10 +109,6 @@ _OPENED = (update(_m).where(_m.c.message_id == bindparam("mid"))
 _EVENT = EmailTrackingEvent.__table__.insert()
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 class OpenRecorder:
     """Commit batches of opens (dicts keyed by OPEN_FIELDS): counters bumped, one event each.
 
@@ -155,7 +151,7 @@ class OpenRecorder:
             return _record_opens_one_by_one(self._engine, opens)
         # columns hold naive UTC (db.types.UTCDateTime): an aware value would be shifted by the
         # session's TimeZone on the way in
-        params = tuple([_naive_utc(o[f]) for o in opens] if f in ("at", "soon") else [o[f] for o in opens]
+        params = tuple([naive_utc(o[f]) for o in opens] if f in ("at", "soon") else [o[f] for o in opens]
                        for f in OPEN_FIELDS)
         try:
             cursor = self._cursor or self._open()

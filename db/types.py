@@ -9,6 +9,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
 
+def naive_utc(value: datetime) -> datetime:
+    """The naive UTC datetime the columns store; a naive input is refused, not guessed at."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out; stored naive UTC (SQLite has no zones)."""
 
@@ -16,11 +23,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:

@@ -72,24 +72,19 @@ class GroupCommit:
         except Exception as exc:  # noqa: BLE001 -- each caller gets its own BatchFailed, caused by exc
             outcomes = [exc] * len(batch)
         except BaseException as exc:
-            self._finish(batch, [WriteAborted("the write was interrupted")] * len(batch), cause=exc)
+            self._finish(batch, [exc] * len(batch), aborted=True)
             raise
         if outcomes is not None and len(outcomes) != len(batch):  # a broken write must not strand its callers
             outcomes = [RuntimeError(f"write reported {len(outcomes)} outcomes for {len(batch)} rows")] * len(batch)
         self._finish(batch, outcomes or [None] * len(batch))
 
-    def _finish(self, batch: list[_Waiter], outcomes: Sequence[BaseException | None],
-                cause: BaseException | None = None) -> None:
+    def _finish(self, batch: list[_Waiter], outcomes: Sequence[BaseException | None], aborted: bool = False) -> None:
         with self._lock:
-            successor = self._queue[0] if self._queue else None
-            self._writing = successor is not None
-            if successor is not None:
-                successor.lead = True
+            successor = self._hand_off()
         for waiter, outcome in zip(batch, outcomes, strict=True):
             if outcome is not None:
-                failed = type(outcome)(*outcome.args) if isinstance(outcome, BatchFailed) else BatchFailed(str(outcome))
-                failed.__cause__ = cause or outcome
-                waiter.error = failed
+                waiter.error = (WriteAborted if aborted else BatchFailed)(str(outcome) or type(outcome).__name__)
+                waiter.error.__cause__ = outcome
             waiter.lead = False
             waiter.ready.set()
         if successor is not None:
@@ -101,9 +96,14 @@ class GroupCommit:
             if me in self._queue:  # not yet taken into a batch: leave without a trace
                 self._queue.remove(me)
                 if me.lead:  # the lead was handed to us: pass it on
-                    successor = self._queue[0] if self._queue else None
-                    self._writing = successor is not None
-                    if successor is not None:
-                        successor.lead = True
+                    successor = self._hand_off()
         if successor is not None:
             successor.ready.set()
+
+    def _hand_off(self) -> _Waiter | None:
+        """Under the lock: give the lead to the oldest queued row, or end the writing."""
+        successor = self._queue[0] if self._queue else None
+        self._writing = successor is not None
+        if successor is not None:
+            successor.lead = True
+        return successor
