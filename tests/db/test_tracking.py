@@ -61,6 +61,15 @@ def test_a_batch_counts_each_open_once_even_for_the_same_message_twice(db_url, s
         ("opened", "198.51.100.7", "desktop", "Firefox 120", "Linux", False)}
 
 
+@pytest.mark.parametrize("ua", [
+    'Mozilla/5.0 "quoted" \\ back\\slash, {braces}, comma',  # what an array literal treats specially
+    "NULL", "", "  padded  ", "Ünïcödé 😀 ✉", "'; DROP TABLE email_messages; --", None])
+def test_a_user_agent_is_stored_exactly_as_it_came(db_url, sent, ua):
+    a, b = sent(2)
+    OpenRecorder(get_engine(db_url))([_open(a, ua=ua), _open(b, ua="plain")])
+    assert {e.message_id: e.user_agent for e in _events(db_url)} == {a: ua, b: "plain"}
+
+
 def test_opens_of_unknown_messages_record_nothing_and_spoil_nothing(db_url, sent):
     (a,) = sent(1)
     OpenRecorder(get_engine(db_url))([_open(987654), _open(a)])

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -106,13 +106,15 @@ def test_a_concerning_survey_answer_reaches_prefect_from_a_gevent_worker(db_url,
     with transaction(db_url) as s:
         s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(recipient_id=tutor))
     survey = Links(load_settings()).signer.sign(Purpose.SURVEY, mid)
+    # the Prefect server lives for the whole session, and the other database's run files the same ids
+    since = datetime.now(timezone.utc).isoformat()
     with serving(db_url, tmp_path, PREFECT_API_URL=api) as base:
         answer = urllib.request.urlopen(f"{base}/s/{survey}", data=urllib.parse.urlencode(
             {"rating": "1", "engaged": "no"}).encode(), timeout=30)
         assert answer.status == 200
     with transaction(db_url) as s:
         survey_id = s.scalar(select(SurveyResponse.id))
-    query = json.dumps({"filter": {"event": {"name": ["tutormax.survey.concerning"]},
+    query = json.dumps({"filter": {"occurred": {"since": since}, "event": {"name": ["tutormax.survey.concerning"]},
                                    "resource": {"id": [f"tutormax.survey.{survey_id}"]}}}).encode()
     for _ in range(100):  # the server files events a moment after it receives them
         request = urllib.request.Request(f"{api}/events/filter", data=query, headers={"Content-Type": "application/json"})
