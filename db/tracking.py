@@ -109,21 +109,23 @@ _OPENED = (update(_m).where(_m.c.message_id == bindparam("mid"))
 _EVENT = EmailTrackingEvent.__table__.insert()
 
 
-def _array_literal(field: str, values: list[Any]) -> str:
+def _array_literal(values: list[Any]) -> str:
     """One batch column as a PostgreSQL array literal ('{...}'), sent as a single parameter.
 
     The driver would otherwise quote every element into its own typed constant, which both
     it and the server's parser pay for per open; PostgreSQL reads a literal in one pass."""
-    if field == "mid":
-        return "{" + ",".join(str(int(v)) for v in values) + "}"
-    if field in ("at", "soon"):
+    return "{" + ",".join(map(_array_element, values)) + "}"
+
+
+def _array_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
         # columns hold naive UTC (db.types.UTCDateTime): an aware value would be shifted by the
         # session's TimeZone on the way in
-        return "{" + ",".join(naive_utc(v).isoformat() for v in values) + "}"
-    return "{" + ",".join("NULL" if v is None else _quoted_element(v) for v in values) + "}"
-
-
-def _quoted_element(value: str) -> str:
+        return naive_utc(value).isoformat()
+    if isinstance(value, int):
+        return str(value)
     # inside double quotes only the backslash and the double quote are special
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -168,7 +170,7 @@ class OpenRecorder:
     def _write(self, opens: Sequence[dict[str, Any]]) -> None:
         if self._engine.dialect.name != "postgresql":
             return _record_opens_one_by_one(self._engine, opens)
-        params = tuple(_array_literal(f, [o[f] for o in opens]) for f in OPEN_FIELDS)
+        params = tuple(_array_literal([o[f] for o in opens]) for f in OPEN_FIELDS)
         try:
             cursor = self._cursor or self._open()
             cursor.execute(_EXECUTE_OPEN_BATCH, params)

@@ -8,16 +8,15 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import select, update
 
 from db.models import EmailMessage, EmailTrackingEvent, SurveyResponse
