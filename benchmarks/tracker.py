@@ -4,10 +4,12 @@ Each hit with a genuine token reads its message, classifies the open and commits
 an `opened` event plus the message's counters before answering. The baseline,
 measured in the same run: a bare Flask app (defined here) answering the same
 route with the same GIF and headers and no database, under the same gunicorn
-settings and worker count, driven the same way for the same time. The load
-generator is wrk (C, Debian's package; installed on first use), sharing the
-machine's cores with the server and PostgreSQL. Prints one JSON line per figure;
-progress goes to stderr.
+settings and worker count, driven the same way for the same time. The tracker
+answers the pixel in front of Flask (tracking_app.pixel), so a second baseline,
+a bare WSGI function serving the same GIF, shows its distance from the floor of
+its own stack too. The load generator is wrk (C, Debian's package; installed on
+first use), sharing the machine's cores with the server and PostgreSQL. Prints
+one JSON line per figure; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def bare_app():
     """The baseline: the pixel route with the same GIF and headers, no token check, no database."""
     from flask import Flask
 
-    from tracking_app.track import GIF, NO_STORE
+    from tracking_app.pixel import GIF, NO_STORE
 
     app = Flask("bare_pixel")
     headers = {"Content-Type": "image/gif", **NO_STORE}
@@ -112,6 +114,17 @@ def bare_app():
     @app.get("/healthz")
     def healthz():
         return {"ok": True}
+
+    return app
+
+
+def bare_wsgi_app():
+    """The floor under the tracker's own pixel: a plain WSGI function, no Flask, no token, no database."""
+    from tracking_app.pixel import GIF, PIXEL_HEADERS
+
+    def app(environ, start_response):
+        start_response("200 OK", PIXEL_HEADERS)
+        return [GIF]
 
     return app
 
@@ -277,8 +290,11 @@ def main() -> None:
             bare = Server("bare", "tracker:bare_app()", args.workers, env, workdir,
                           extra=["--pythonpath", str(ROOT / "benchmarks")])
             servers.append(bare)
-            tracker.wait_healthy()
-            bare.wait_healthy()
+            bare_wsgi = Server("bare-wsgi", "tracker:bare_wsgi_app()", args.workers, env, workdir,
+                               extra=["--pythonpath", str(ROOT / "benchmarks")])
+            servers.append(bare_wsgi)
+            for server in servers:
+                server.wait_healthy()
 
             def look(server: Server) -> dict:
                 if args.warmup > 0:
@@ -302,6 +318,8 @@ def main() -> None:
             log("baseline, second look")
             # the machine is noisy: the better of two looks is the baseline, so the ratio errs low
             bare_after = look(bare)
+            log("bare WSGI pixel (the tracker's pixel skips Flask too)")
+            bare_wsgi_result = look(bare_wsgi)
         finally:
             for server in reversed(servers):
                 server.stop()
@@ -319,6 +337,9 @@ def main() -> None:
     emit("bare_hits_per_s", round(bare_rate, 1), "hit/s",
          looks=[round(bare_before["requests_per_s"], 1), round(bare_after["requests_per_s"], 1)])
     emit("ratio_to_bare", round(rate / bare_rate, 3), "ratio", baseline="bare_hits_per_s")
+    wsgi_rate = bare_wsgi_result["requests_per_s"]
+    emit("bare_wsgi_hits_per_s", round(wsgi_rate, 1), "hit/s")
+    emit("ratio_to_bare_wsgi", round(rate / wsgi_rate, 3), "ratio", baseline="bare_wsgi_hits_per_s")
     emit("p50_ms", round(result["p50_ms"], 2), "ms")
     emit("p99_ms", round(result["p99_ms"], 2), "ms", p90_ms=round(result["p90_ms"], 2),
          max_ms=round(result["max_ms"], 2), bare_p99_ms=round(min(bare_before["p99_ms"], bare_after["p99_ms"]), 2))

@@ -36,6 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from tracking_app.classify import parse_networks
     from tracking_app.group_commit import GroupCommit
     from tracking_app.journal import Journal
+    from tracking_app.pixel import OpenPixel
     from tutormax.links import Links
     from tutormax.settings import var_dir
 
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     for blueprint in (track.bp, prefs.bp, responses.bp, api.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = OpenPixel(app, app.wsgi_app)  # type: ignore[method-assign]
 
     @app.teardown_request
     def _close_session(_exc) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db import tracking
+from tracking_app.classify import IPNetwork, Verdict, parse_client
 from tutormax.tokens import BadToken, Purpose, TokenData
 
 
@@ -32,10 +34,15 @@ def token_or_404(purpose: Purpose, token: str) -> TokenData:
 
 def client_ip() -> str | None:
     """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy."""
-    trusted = current_app.config["TRUSTED_PROXIES"]
-    chain = [request.remote_addr or ""]
+    return peer_or_forwarded(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                             current_app.config["TRUSTED_PROXIES"])
+
+
+def peer_or_forwarded(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str | None:
+    """The client's address from the peer and its X-Forwarded-For, believing only trusted proxies."""
+    chain = [peer or ""]
     if trusted:
-        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+        forwarded = [p.strip() for p in (forwarded_for or "").split(",") if p.strip()]
         chain = forwarded + chain
     # walk from the nearest hop back; the first address that is not our proxy is the client
     for hop in reversed(chain):
@@ -48,6 +55,22 @@ def client_ip() -> str | None:
         if not any(address in net for net in trusted):
             return str(address)
     return chain[0] or None
+
+
+def clean_user_agent(raw: str | None) -> str | None:
+    """The user agent as stored: NUL-free and bounded, None when absent."""
+    # PostgreSQL text cannot hold NUL; in a batch of opens one such row would fail them all
+    return (raw or "").replace("\x00", "")[:1000] or None
+
+
+def event_row(message_id: int, kind: str, verdict: Verdict, *, at: datetime, user_agent: str | None,
+              ip: str | None, **fields: Any) -> dict[str, Any]:
+    """One tracking event as record() and journal() take it, its client read from the user agent."""
+    client = parse_client(user_agent)
+    return {"message_id": message_id, "event_type": kind, "event_time": at, "user_agent": user_agent,
+            "ip_address": ip, "is_machine": verdict.is_machine, "machine_reason": verdict.reason,
+            "device": client.device, "browser": client.browser[:80], "os": client.os[:80], "created_at": now(),
+            "event_data": fields.pop("data", {}), **fields}
 
 
 def now() -> datetime:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from db.models import EmailMessage
+from db.models import EmailMessage, EmailTrackingEvent
 from db.session import transaction
 from tracking_app import create_app
 from tutormax.tokens import Purpose
@@ -47,3 +47,26 @@ def token(app):
         return app.config["LINKS"].signer.sign(purpose, message_id, link, extra)
 
     return make
+
+
+@pytest.fixture
+def events(db_url):
+    """A message's tracking events as stored, oldest first."""
+
+    def read(mid: int) -> list[EmailTrackingEvent]:
+        with transaction(db_url) as s:
+            return list(s.scalars(select(EmailTrackingEvent).where(EmailTrackingEvent.message_id == mid)
+                                  .order_by(EmailTrackingEvent.event_id)))
+
+    return read
+
+
+@pytest.fixture
+def stored_message(db_url):
+    """A message's row as stored, counters included."""
+
+    def read(mid: int) -> EmailMessage:
+        with transaction(db_url) as s:
+            return s.get(EmailMessage, mid)
+
+    return read

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from db.models import EmailMessage, EmailTrackingEvent
 from db.session import transaction
 from tracking_app import create_app
-from tracking_app.track import GIF
+from tracking_app.pixel import GIF
 from tutormax.tokens import Purpose
 
 

@@ -1,0 +1,111 @@
+"""The open pixel (tracking_app.pixel), in front of Flask: through the Flask test client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tracking_app.pixel import GIF
+from tutormax.tokens import Purpose
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+
+
+def test_open_pixel_records_and_counts(client, sent_message, token, events, stored_message):
+    mid = sent_message()
+    for _ in range(2):
+        response = client.get(f"/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": IPHONE})
+        assert response.status_code == 200 and response.data == GIF
+        assert response.headers["Content-Type"] == "image/gif"
+        assert "no-store" in response.headers["Cache-Control"]
+    message = stored_message(mid)
+    assert message.open_count == 2 and message.opened_at is not None
+    first, second = events(mid)
+    assert first.event_type == "opened" and not first.is_machine
+    assert (first.device, first.os.split()[0]) == ("mobile", "iOS")
+    assert second.event_time >= first.event_time
+    assert message.opened_at == first.event_time  # the first open sets it, later ones do not move it
+
+
+def test_head_records_the_open_and_sends_no_body(client, sent_message, token, events):
+    mid = sent_message()
+    response = client.head(f"/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": CHROME})
+    assert response.status_code == 200 and response.data == b""
+    assert response.headers["Content-Length"] == str(len(GIF)) and response.headers["Content-Type"] == "image/gif"
+    assert [e.event_type for e in events(mid)] == ["opened"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+def test_other_methods_go_on_to_flask_and_record_nothing(client, sent_message, token, events, method):
+    mid = sent_message()
+    response = client.open(f"/o/{token(Purpose.OPEN, mid)}.gif", method=method, data={"x": "1"})
+    assert 400 <= response.status_code < 500 and response.data != GIF
+    assert events(mid) == []
+
+
+def test_bad_pixel_tokens_still_get_a_gif_and_record_nothing(client, sent_message, token, events):
+    mid = sent_message()
+    good = token(Purpose.OPEN, mid)
+    for bad in (good[:-1] + ("A" if good[-1] != "A" else "B"), good[:20], token(Purpose.CLICK, mid), "x" * 40,
+                good[:16] + "/" + good[16:], "", "%ff%fe" + good):
+        response = client.get(f"/o/{bad}.gif")
+        assert response.status_code == 200 and response.data == GIF
+    assert events(mid) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "sent_ago", "reason"),
+    [
+        ({"User-Agent": "Mozilla/5.0"}, timedelta(hours=1), "apple_mpp_user_agent"),
+        ({"User-Agent": CHROME}, timedelta(seconds=0), "too_soon_after_send"),
+        ({"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, timedelta(hours=1), "known_prefetcher"),
+    ],
+)
+def test_machine_opens_are_flagged_not_dropped(client, sent_message, token, events, stored_message, headers, sent_ago,
+                                               reason):
+    mid = sent_message(sent_ago=sent_ago)
+    client.get(f"/o/{token(Purpose.OPEN, mid)}.gif", headers=headers)
+    (event,) = events(mid)
+    assert (event.is_machine, event.machine_reason) == (True, reason)
+    assert stored_message(mid).open_count == 1
+
+
+def test_forwarded_for_only_behind_a_trusted_proxy(app, sent_message, token, events):
+    from tracking_app.classify import parse_networks
+
+    mid = sent_message()
+    url = f"/o/{token(Purpose.OPEN, mid)}.gif"
+    headers = {"User-Agent": CHROME, "X-Forwarded-For": "203.0.113.9"}
+    app.test_client().get(url, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    app.config["TRUSTED_PROXIES"] = parse_networks("10.0.0.0/8")
+    app.test_client().get(url, headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    # a spoofed header from an untrusted peer is ignored
+    app.test_client().get(url, headers=headers, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert [e.ip_address for e in events(mid)] == ["10.0.0.5", "203.0.113.9", "198.51.100.7"]
+
+
+def test_a_forwarded_ipv6_zone_is_dropped_not_stored(app, sent_message, token, events):
+    """The zone comes from the client and can be any length; the column holds 45 characters."""
+    from tracking_app.classify import parse_networks
+
+    mid = sent_message()
+    app.config["TRUSTED_PROXIES"] = parse_networks("10.0.0.0/8")
+    response = app.test_client().get(f"/o/{token(Purpose.OPEN, mid)}.gif", environ_base={"REMOTE_ADDR": "10.0.0.5"},
+                                     headers={"User-Agent": CHROME, "X-Forwarded-For": "fe80::1%" + "x" * 80})
+    assert response.status_code == 200 and response.data == GIF
+    assert [e.ip_address for e in events(mid)] == ["fe80::1"]
+
+
+def test_an_open_the_database_refuses_still_gets_its_gif(app, client, sent_message, token, monkeypatch, events):
+    from sqlalchemy.exc import DataError
+
+    def refuse(rows):
+        raise DataError("EXECUTE tutormax_open_batch", None, ValueError("value too long"))
+
+    mid = sent_message()
+    monkeypatch.setattr(app.config["OPENS"], "_write", refuse)
+    response = client.get(f"/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": CHROME})
+    assert response.status_code == 200 and response.data == GIF
+    assert events(mid) == [] and not app.config["JOURNAL"].pending()  # not journaled: it would fail again
