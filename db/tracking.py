@@ -79,11 +79,14 @@ def event_seen(session: Session, event_key: str) -> bool:
 # messages in opposite orders and deadlock.
 # The open rules that need sent_at (too soon after sending) are applied here, between the
 # rules the caller settled before (Apple MPP, prefetchers) and after (no user agent), keeping the
-# rules' order. Opens of unknown messages match no row and record nothing.
+# rules' order. Opens of unknown messages match no row and record nothing. Each open carries the
+# event_key the tracker made for it, so an open journaled after a write whose outcome is unknown
+# is skipped at ingest if the write did commit.
 _PREPARE_OPEN_BATCH = """
-PREPARE tutormax_open_batch (BIGINT[], TIMESTAMP[], TIMESTAMP[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[]) AS
-WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           AS v(mid, at, soon, ua, ip, first_reason, late_reason, device, browser, os)),
+PREPARE tutormax_open_batch (BIGINT[], TIMESTAMP[], TIMESTAMP[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[],
+                             TEXT[]) AS
+WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           AS v(mid, at, soon, ua, ip, first_reason, late_reason, device, browser, os, key)),
      n AS (SELECT mid, count(*) AS opens, min(at) AS first_at FROM v GROUP BY mid),
      locked AS MATERIALIZED (SELECT message_id FROM email_messages WHERE message_id IN (SELECT mid FROM n)
                              ORDER BY message_id FOR NO KEY UPDATE),
@@ -91,13 +94,13 @@ WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            FROM n WHERE message_id = n.mid AND (SELECT count(*) FROM locked) >= 0
            RETURNING message_id, sent_at)
 INSERT INTO email_tracking_events (message_id, event_type, event_time, user_agent, ip_address, is_machine,
-                                   machine_reason, device, browser, os, event_data, created_at)
+                                   machine_reason, device, browser, os, event_data, created_at, event_key)
 SELECT v.mid, 'opened', v.at, v.ua, v.ip, r.reason IS NOT NULL, r.reason, v.device, v.browser, v.os,
-       CAST('{}' AS JSONB), v.at
+       CAST('{}' AS JSONB), v.at, v.key
 FROM v JOIN m ON m.message_id = v.mid,
      LATERAL (SELECT COALESCE(v.first_reason, CASE WHEN m.sent_at > v.soon THEN 'too_soon_after_send' END,
                               v.late_reason) AS reason) AS r"""
-OPEN_FIELDS = ("mid", "at", "soon", "ua", "ip", "first_reason", "late_reason", "device", "browser", "os")
+OPEN_FIELDS = ("mid", "at", "soon", "ua", "ip", "first_reason", "late_reason", "device", "browser", "os", "key")
 _EXECUTE_OPEN_BATCH = f"EXECUTE tutormax_open_batch ({', '.join(['%s'] * len(OPEN_FIELDS))})"
 
 _m = EmailMessage.__table__
@@ -226,7 +229,7 @@ def _record_opens_one_by_one(engine: Engine, opens: Sequence[dict[str, Any]]) ->
                 "message_id": o["mid"], "event_type": EventType.OPENED, "event_time": o["at"], "user_agent": o["ua"],
                 "ip_address": o["ip"], "is_machine": reason is not None, "machine_reason": reason,
                 "device": o["device"], "browser": o["browser"], "os": o["os"], "event_data": {},
-                "created_at": o["at"]})
+                "created_at": o["at"], "event_key": o["key"]})
 
 
 def preference(session: Session, email: str) -> EmailPreference | None:

@@ -43,6 +43,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings: Settings = load_settings(**config) if config else get_settings()
     sessions = session_factory(settings.database_url, pre_ping=False)
     app = Flask(__name__)
+    # a tracker URL is ours, never typed: "/c//x" is a bad link (404), not one to redirect to "/c/x"
+    app.url_map.merge_slashes = False
     app.config.update(
         SETTINGS=settings,
         LINKS=Links(settings),

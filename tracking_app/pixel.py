@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
 from db.events import EventType
-from tracking_app.classify import classify_open, parse_client
+from tracking_app.classify import Verdict, classify_open, parse_client
 from tracking_app.group_commit import BatchFailed, WriteAborted
-from tracking_app.recording import clean_user_agent, event_row, journal, now, peer_or_forwarded
+from tracking_app.recording import clean_user_agent, event_row, journal, new_event_key, now, peer_or_forwarded
 from tutormax.tokens import BadToken, Purpose
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -66,20 +66,31 @@ class OpenPixel:
                               apple_proxy_networks=config["APPLE_PROXY_NETWORKS"])
         strong = early.reason in EARLY_RULES
         client = parse_client(user_agent)
+        key = new_event_key()
         try:
             config["OPENS"].submit({
                 "mid": message_id, "at": at, "soon": at - timedelta(seconds=MIN_HUMAN_SECONDS), "ua": user_agent,
                 "ip": ip, "first_reason": early.reason if strong else None,
                 "late_reason": None if strong else early.reason,
-                "device": client.device, "browser": client.browser[:80], "os": client.os[:80]})
-        except WriteAborted:
-            # the worker is being stopped mid-write: the open may be committed, so journaling it
-            # could count it twice
-            self._app.logger.warning("open not confirmed: its batch's write was interrupted")
+                "device": client.device, "browser": client.browser[:80], "os": client.os[:80], "key": key})
         except BatchFailed as failed:
-            if not isinstance(failed.__cause__, OperationalError):
+            if not isinstance(failed, WriteAborted) and not isinstance(failed.__cause__, OperationalError):
                 # this open itself cannot be stored (the rest of its batch was); the pixel still answers
                 self._app.logger.error("open not recorded: %s", type(failed.__cause__).__name__)
                 return
-            with self._app.app_context():
-                journal(event_row(message_id, EventType.OPENED, early, at=at, user_agent=user_agent, ip=ip))
+            # the database is unreachable, or the write was cut off and may have committed: the
+            # journal keeps the open under its key, and the ingest skips it if it is already stored
+            self._journal(message_id, early, at, user_agent, ip, key)
+        except BaseException as stop:
+            if isinstance(stop, Exception):
+                raise  # a bug, not a stop: let it surface
+            # this request is being stopped (the worker is shutting down) while its open was being
+            # written or waited to be: keep it, as above, and let the stop go on
+            self._journal(message_id, early, at, user_agent, ip, key)
+            raise
+
+    def _journal(self, message_id: int, early: Verdict, at: datetime, user_agent: str | None, ip: str | None,
+                 key: str) -> None:
+        with self._app.app_context():
+            journal(event_row(message_id, EventType.OPENED, early, at=at, user_agent=user_agent, ip=ip,
+                              event_key=key))

@@ -67,10 +67,15 @@ def event_row(message_id: int, kind: str, verdict: Verdict, *, at: datetime, use
               ip: str | None, **fields: Any) -> dict[str, Any]:
     """One tracking event as record() and journal() take it, its client read from the user agent."""
     client = parse_client(user_agent)
-    return {"message_id": message_id, "event_type": kind, "event_time": at, "user_agent": user_agent,
+    return {"event_key": new_event_key(), "message_id": message_id, "event_type": kind, "event_time": at, "user_agent": user_agent,
             "ip_address": ip, "is_machine": verdict.is_machine, "machine_reason": verdict.reason,
             "device": client.device, "browser": client.browser[:80], "os": client.os[:80], "created_at": now(),
             "event_data": fields.pop("data", {}), **fields}
+
+
+def new_event_key() -> str:
+    """A key unique to one event: the database and the journal both carry it, so it is stored once."""
+    return uuid.uuid4().hex
 
 
 def now() -> datetime:
@@ -78,7 +83,10 @@ def now() -> datetime:
 
 
 def record(event: dict[str, Any]) -> None:
-    """Commit the event before answering; if the database is unreachable, journal it instead."""
+    """Commit the event before answering; if the database is unreachable, journal it instead.
+
+    A connection lost during the commit leaves its outcome unknown; the journaled copy keeps the
+    event's key, so the ingest skips it if the commit did go through."""
     session = db()
     try:
         tracking.record_event(session, event)
@@ -92,4 +100,4 @@ def journal(event: dict[str, Any]) -> None:
     """Keep an event the database could not take; `tutormax ingest-journal` (and the cleanup and
     analytics flows) move it in later, once."""
     current_app.logger.warning("database unreachable; event journaled for later ingest")
-    current_app.config["JOURNAL"].append({**event, "event_key": uuid.uuid4().hex})
+    current_app.config["JOURNAL"].append({"event_key": new_event_key(), **event})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -35,7 +36,7 @@ def sent(enqueue, db_url):
 def _open(mid: int, at: datetime = NOW, first_reason=None, late_reason=None, ua="Mozilla/5.0 (X11; Linux x86_64)"):
     return {"mid": mid, "at": at, "soon": at - timedelta(seconds=2), "ua": ua, "ip": "198.51.100.7",
             "first_reason": first_reason, "late_reason": late_reason, "device": "desktop", "browser": "Firefox 120",
-            "os": "Linux"}
+            "os": "Linux", "key": uuid.uuid4().hex}
 
 
 def _events(url):
@@ -53,9 +54,11 @@ def _counts(url, ids):
 def test_a_batch_counts_each_open_once_even_for_the_same_message_twice(db_url, sent):
     a, b = sent(2)
     later = NOW + timedelta(minutes=5)
-    OpenRecorder(get_engine(db_url))([_open(a, later), _open(b), _open(a, NOW)])
+    opens = [_open(a, later), _open(b), _open(a, NOW)]
+    OpenRecorder(get_engine(db_url))(opens)
     assert _counts(db_url, [a, b]) == {a: (2, NOW), b: (1, NOW)}  # opened_at is the earliest open
     events = _events(db_url)
+    assert sorted(e.event_key for e in events) == sorted(o["key"] for o in opens)  # the journal's dedup key
     assert sorted((e.message_id, e.event_time) for e in events) == sorted([(a, later), (b, NOW), (a, NOW)])
     assert {(e.event_type, e.ip_address, e.device, e.browser, e.os, e.is_machine) for e in events} == {
         ("opened", "198.51.100.7", "desktop", "Firefox 120", "Linux", False)}

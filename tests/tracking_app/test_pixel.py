@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from tracking_app.pixel import GIF
 from tutormax.tokens import Purpose
@@ -109,3 +110,34 @@ def test_an_open_the_database_refuses_still_gets_its_gif(app, client, sent_messa
     response = client.get(f"/o/{token(Purpose.OPEN, mid)}.gif", headers={"User-Agent": CHROME})
     assert response.status_code == 200 and response.data == GIF
     assert events(mid) == [] and not app.config["JOURNAL"].pending()  # not journaled: it would fail again
+
+
+class Stop(BaseException):
+    """What a worker shutting down raises in a request's greenlet (as gevent's GreenletExit)."""
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not-committed"])
+@pytest.mark.parametrize("failure", [OperationalError("EXECUTE tutormax_open_batch", None, ConnectionError("lost")),
+                                     Stop()], ids=["connection-lost", "stopped"])
+def test_an_open_whose_write_may_have_committed_is_journaled_and_counted_once(
+        app, client, sent_message, token, db_url, events, stored_message, monkeypatch, committed, failure):
+    mid = sent_message()
+    opens = app.config["OPENS"]
+    write = opens._write
+
+    def write_then_fail(rows):
+        if committed:
+            write(rows)
+        raise failure
+
+    monkeypatch.setattr(opens, "_write", write_then_fail)
+    url = f"/o/{token(Purpose.OPEN, mid)}.gif"
+    if isinstance(failure, Stop):
+        with pytest.raises(Stop):
+            client.get(url, headers={"User-Agent": CHROME})
+    else:
+        assert client.get(url, headers={"User-Agent": CHROME}).data == GIF
+    assert len(app.config["JOURNAL"].path.read_text().splitlines()) == 1
+    result = app.config["JOURNAL"].ingest(db_url)
+    assert (result["events"], result["inserted"]) == (1, 0 if committed else 1)
+    assert stored_message(mid).open_count == 1 and len(events(mid)) == 1

@@ -57,6 +57,13 @@ def test_tampered_truncated_or_unknown_click_tokens_are_404(client, sent_message
         assert response.status_code == 404 and "Location" not in response.headers
 
 
+def test_doubled_slashes_are_a_bad_link_not_a_redirect(client, sent_message, token):
+    mid = sent_message()
+    for path in (f"/c//{_click_token(token, mid)}", "/c//evil.example", "/c/%2F0"):
+        response = client.get(path)
+        assert response.status_code == 404 and "Location" not in response.headers
+
+
 def test_bot_clicks_are_flagged(client, sent_message, token, events):
     mid = sent_message()
     url = f"/c/{_click_token(token, mid)}"
@@ -68,6 +75,26 @@ def test_bot_clicks_are_flagged(client, sent_message, token, events):
     reasons = [e.machine_reason for e in events(mid)]
     assert reasons[:2] == ["head_request", "scanner_user_agent"]
     assert reasons[3] == "burst_of_clicks"  # two links within a second
+
+
+def test_a_click_whose_commit_went_unconfirmed_is_journaled_and_counted_once(
+        app, client, sent_message, token, db_url, events, stored_message, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    mid = sent_message()
+    commit = Session.commit
+
+    def commit_then_lose_the_connection(session):
+        commit(session)
+        raise OperationalError("COMMIT", None, ConnectionError("lost"))
+
+    monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
+    assert client.get(f"/c/{_click_token(token, mid)}", headers={"User-Agent": CHROME}).status_code == 302
+    monkeypatch.undo()
+    result = app.config["JOURNAL"].ingest(db_url)
+    assert (result["events"], result["inserted"]) == (1, 0)
+    assert stored_message(mid).click_count == 1 and len(events(mid)) == 1
 
 
 def test_help_page_exists_for_the_links_in_emails(client):
