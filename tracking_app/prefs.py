@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 
 from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy.exc import OperationalError
 
 from db import tracking
 from db.events import Category, EventType
-from tracking_app.recording import db, now, token_or_404
+from tracking_app.recording import db, new_event_key, now, token_or_404
 from tutormax.tokens import Purpose
 
 bp = Blueprint("prefs", __name__)
@@ -50,14 +49,15 @@ def unsubscribe(token: str):
     data = token_or_404(Purpose.UNSUBSCRIBE, token)
     request_ = {"message_id": data.message_id, "scope": "all" if request.form.get("scope") == "all" else "category",
                 "one_click": request.form.get("List-Unsubscribe") == "One-Click", "at": now(),
-                "user_agent": (request.headers.get("User-Agent") or "")[:1000] or None}
+                "user_agent": (request.headers.get("User-Agent") or "")[:1000] or None, "event_key": new_event_key()}
     try:
         done = apply_unsubscribe(db(), request_)
         db().commit()
     except OperationalError:
-        # an unsubscribe must never be lost: journal it and apply it when the database is back
+        # an unsubscribe must never be lost: journal it and apply it when the database is back (its key
+        # makes the ingest skip it if the commit did go through before the connection was lost)
         db().rollback()
-        current_app.config["JOURNAL"].append({"kind": "unsubscribe", **request_, "event_key": uuid.uuid4().hex})
+        current_app.config["JOURNAL"].append({"kind": "unsubscribe", **request_})
         done = True
     if not done:
         abort(404)

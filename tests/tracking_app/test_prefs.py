@@ -56,6 +56,26 @@ def test_unsubscribe_is_recorded_as_an_event(client, sent_message, token, db_url
     assert event.event_type == "unsubscribed" and event.event_data["one_click"] is True
 
 
+def test_an_unsubscribe_whose_commit_went_unconfirmed_is_journaled_and_recorded_once(
+        app, client, sent_message, token, db_url, events, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    mid = sent_message()
+    commit = Session.commit
+
+    def commit_then_lose_the_connection(session):
+        commit(session)
+        raise OperationalError("COMMIT", None, ConnectionError("lost"))
+
+    monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
+    assert client.post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    monkeypatch.undo()
+    result = app.config["JOURNAL"].ingest(db_url)
+    assert (result["events"], result["inserted"]) == (1, 0)
+    assert [e.event_type for e in events(mid)] == ["unsubscribed"]
+
+
 def test_preferences_page_shows_and_saves_with_csrf(client, sent_message, token, db_url):
     mid = sent_message("sam@example.com")
     url = f"/p/{token(Purpose.PREFERENCES, mid)}"
