@@ -70,3 +70,23 @@ def stored_message(db_url):
             return s.get(EmailMessage, mid)
 
     return read
+
+
+@pytest.fixture
+def commit_answer_lost(monkeypatch):
+    """Call to make every commit go through and then raise as if the connection dropped before its
+    answer; returns the undo."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    commit = Session.commit
+
+    def commit_then_lose_the_connection(session):
+        commit(session)
+        raise OperationalError("COMMIT", None, ConnectionError("lost"))
+
+    def lose():
+        monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
+        return monkeypatch.undo
+
+    return lose

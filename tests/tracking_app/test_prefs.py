@@ -57,20 +57,11 @@ def test_unsubscribe_is_recorded_as_an_event(client, sent_message, token, db_url
 
 
 def test_an_unsubscribe_whose_commit_went_unconfirmed_is_journaled_and_recorded_once(
-        app, client, sent_message, token, db_url, events, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.orm import Session
-
+        app, client, sent_message, token, db_url, events, commit_answer_lost):
     mid = sent_message()
-    commit = Session.commit
-
-    def commit_then_lose_the_connection(session):
-        commit(session)
-        raise OperationalError("COMMIT", None, ConnectionError("lost"))
-
-    monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
+    undo = commit_answer_lost()
     assert client.post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
-    monkeypatch.undo()
+    undo()
     result = app.config["JOURNAL"].ingest(db_url)
     assert (result["events"], result["inserted"]) == (1, 0)
     assert [e.event_type for e in events(mid)] == ["unsubscribed"]

@@ -78,20 +78,11 @@ def test_bot_clicks_are_flagged(client, sent_message, token, events):
 
 
 def test_a_click_whose_commit_went_unconfirmed_is_journaled_and_counted_once(
-        app, client, sent_message, token, db_url, events, stored_message, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.orm import Session
-
+        app, client, sent_message, token, db_url, events, stored_message, commit_answer_lost):
     mid = sent_message()
-    commit = Session.commit
-
-    def commit_then_lose_the_connection(session):
-        commit(session)
-        raise OperationalError("COMMIT", None, ConnectionError("lost"))
-
-    monkeypatch.setattr(Session, "commit", commit_then_lose_the_connection)
+    undo = commit_answer_lost()
     assert client.get(f"/c/{_click_token(token, mid)}", headers={"User-Agent": CHROME}).status_code == 302
-    monkeypatch.undo()
+    undo()
     result = app.config["JOURNAL"].ingest(db_url)
     assert (result["events"], result["inserted"]) == (1, 0)
     assert stored_message(mid).click_count == 1 and len(events(mid)) == 1
