@@ -1,10 +1,11 @@
 """Tracker throughput: open-pixel hits per second against PostgreSQL, under gunicorn, driven by wrk.
 
-Each hit with a genuine token reads its message, classifies the open and commits
-an `opened` event plus the message's counters before answering. The baseline,
-measured in the same run: a bare Flask app (defined here) answering the same
-route with the same GIF and headers and no database, under the same gunicorn
-settings and worker count, driven the same way for the same time. The tracker
+Each hit with a genuine token classifies the open and commits an `opened` event
+plus the message's counters (in a batch with the opens in flight beside it)
+before answering. The baseline, measured in the same run: a bare Flask app
+(defined here) answering the same route with the same GIF and headers and no
+database, under the same gunicorn settings and worker count, driven the same
+way for the same time. The tracker
 answers the pixel in front of Flask (tracking_app.pixel), so a second baseline,
 a bare WSGI function serving the same GIF, shows its distance from the floor of
 its own stack too. The load generator is wrk (C, Debian's package; installed on

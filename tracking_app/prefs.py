@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from db import tracking
 from db.events import Category, EventType
-from tracking_app.recording import db, new_event_key, now, token_or_404
+from tracking_app.recording import clean_user_agent, db, new_event_key, now, token_or_404
 from tutormax.tokens import Purpose
 
 bp = Blueprint("prefs", __name__)
@@ -49,7 +49,7 @@ def unsubscribe(token: str):
     data = token_or_404(Purpose.UNSUBSCRIBE, token)
     request_ = {"message_id": data.message_id, "scope": "all" if request.form.get("scope") == "all" else "category",
                 "one_click": request.form.get("List-Unsubscribe") == "One-Click", "at": now(),
-                "user_agent": (request.headers.get("User-Agent") or "")[:1000] or None, "event_key": new_event_key()}
+                "user_agent": clean_user_agent(request.headers.get("User-Agent")), "event_key": new_event_key()}
     try:
         done = apply_unsubscribe(db(), request_)
         db().commit()

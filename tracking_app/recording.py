@@ -67,10 +67,10 @@ def event_row(message_id: int, kind: str, verdict: Verdict, *, at: datetime, use
               ip: str | None, **fields: Any) -> dict[str, Any]:
     """One tracking event as record() and journal() take it, its client read from the user agent."""
     client = parse_client(user_agent)
-    return {"event_key": new_event_key(), "message_id": message_id, "event_type": kind, "event_time": at, "user_agent": user_agent,
-            "ip_address": ip, "is_machine": verdict.is_machine, "machine_reason": verdict.reason,
-            "device": client.device, "browser": client.browser[:80], "os": client.os[:80], "created_at": now(),
-            "event_data": fields.pop("data", {}), **fields}
+    return {"event_key": new_event_key(), "message_id": message_id, "event_type": kind, "event_time": at,
+            "user_agent": user_agent, "ip_address": ip, "is_machine": verdict.is_machine,
+            "machine_reason": verdict.reason, "device": client.device, "browser": client.browser[:80],
+            "os": client.os[:80], "created_at": now(), "event_data": fields.pop("data", {}), **fields}
 
 
 def new_event_key() -> str:

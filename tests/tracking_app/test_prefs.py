@@ -56,6 +56,14 @@ def test_unsubscribe_is_recorded_as_an_event(client, sent_message, token, db_url
     assert event.event_type == "unsubscribed" and event.event_data["one_click"] is True
 
 
+def test_an_unsubscribe_with_nul_bytes_in_its_user_agent_is_recorded_without_them(client, sent_message, token, events):
+    mid = sent_message()
+    response = client.post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"List-Unsubscribe": "One-Click"},
+                           headers={"User-Agent": "Evil\x00Mail/1.0"})
+    assert response.status_code == 200
+    assert [(e.event_type, e.user_agent) for e in events(mid)] == [("unsubscribed", "EvilMail/1.0")]
+
+
 def test_an_unsubscribe_whose_commit_went_unconfirmed_is_journaled_and_recorded_once(
         app, client, sent_message, token, db_url, events, commit_answer_lost):
     mid = sent_message()
