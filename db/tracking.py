@@ -198,6 +198,10 @@ class OpenRecorder:
             # the statement's one plan fits every batch size; left to choose, PostgreSQL re-plans
             # it for each execution, which costs more than the batch itself
             cursor.execute("SET plan_cache_mode = force_generic_plan")
+            # and it finds every message by primary key: on a small or not yet analyzed
+            # email_messages the one plan made here scanned the whole table twice per batch
+            # (half of PostgreSQL's CPU per open in benchmarks/tracker.py), and kept doing so
+            cursor.execute("SET enable_seqscan = off")
             # every request of the batch waits on it: a lock or a stalled server must fail it (and
             # journal its opens) in seconds, not hold the pixels until the client gives up
             cursor.execute(f"SET statement_timeout = {self._timeout_ms}")

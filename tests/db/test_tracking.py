@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from db.models import EmailMessage, EmailTrackingEvent
 from db.session import get_engine, transaction
-from db.tracking import OpenRecorder
+from db.tracking import _EXECUTE_OPEN_BATCH, OPEN_FIELDS, OpenRecorder, _array_literal
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 
@@ -196,3 +196,34 @@ def test_a_write_interrupted_mid_statement_leaves_no_half_used_connection_behind
         recorder([_open(a)])
     recorder([_open(a)])  # a fresh connection, not the interrupted one
     assert _counts(db_url, [a])[a][0] == 2
+
+
+def test_a_batch_finds_its_messages_by_key_even_in_a_small_table_never_analyzed(scratch_pg_database):
+    # the generic plan is made once per connection; on a small table without statistics the
+    # planner's choice was a full scan of email_messages twice per batch, kept for good
+    from db.migrate import upgrade
+
+    url = scratch_pg_database()
+    upgrade(url)
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        ids = list(conn.execute(EmailMessage.__table__.insert().returning(EmailMessage.message_id), [
+            {"idempotency_key": f"plan:{i}", "recipient_email": f"r{i}@example.com", "recipient_type": "student",
+             "template_type": "feedback_reminder", "category": "feedback_reminders", "status": "sent",
+             "priority": 2, "sent_at": NOW} for i in range(2000)]).scalars())
+    recorder = OpenRecorder(engine)
+    opens = [_open(mid) for mid in ids[:9]]
+    recorder(opens)
+    cursor = recorder._cursor
+    cursor.execute("EXPLAIN (FORMAT JSON) " + _EXECUTE_OPEN_BATCH,
+                   tuple(_array_literal([o[f] for o in opens]) for f in OPEN_FIELDS))
+    plan = cursor.fetchone()[0]
+
+    def scans(node):
+        yield node["Node Type"], node.get("Relation Name")
+        for child in node.get("Plans", ()):
+            yield from scans(child)
+
+    reads = {kind for kind, table in scans(plan[0]["Plan"]) if table == "email_messages" and kind != "ModifyTable"}
+    assert reads == {"Index Scan"}
+    engine.dispose()
