@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(PY) -m tutormax.cli demo
 
 test: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"  # Prefect warns at import when its home's parent is missing
 	$(PY) -m pytest -q
 
 # Serves every deployment in prefect.yaml; start `prefect server start` first to watch runs in the UI.
