@@ -60,6 +60,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.wsgi_app = OpenPixel(app, app.wsgi_app)  # type: ignore[method-assign]
 
+    @app.before_request
+    def _refuse_nul() -> None:
+        # no database stores a NUL in text (PostgreSQL refuses it): input holding one is garbage,
+        # turned away here rather than failing a query in whichever view meets it first
+        from flask import abort, request
+
+        if "\x00" in request.path:
+            abort(404)
+        fields = [*request.args.items(multi=True)]
+        if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            fields += request.form.items(multi=True)
+        if any("\x00" in key or "\x00" in value for key, value in fields):
+            abort(400)
+
     @app.teardown_request
     def _close_session(_exc) -> None:
         session = g.pop("db", None)

@@ -53,6 +53,13 @@ def _campaign(campaign_id: str) -> EmailCampaign:
     return campaign
 
 
+def _count(value: str) -> int:
+    """A non-negative whole number from a query string: ASCII digits only, and small enough for a BIGINT."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        abort(400)
+    return int(value)
+
+
 def _campaign_json(c: EmailCampaign) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
             for k, v in ((col.key, getattr(c, col.key)) for col in EmailCampaign.__table__.columns)}
@@ -84,15 +91,12 @@ def campaign(campaign_id: str):
 def campaign_messages(campaign_id: str):
     """A page of a campaign's messages (?after=<message_id>&limit=<n<=500>)."""
     c = _campaign(campaign_id)
-    after = request.args.get("after", "0")
-    limit = request.args.get("limit", "100")
-    if not after.isdigit() or not limit.isdigit():
-        abort(400)
+    after, limit = _count(request.args.get("after", "0")), _count(request.args.get("limit", "100"))
     m = EmailMessage
     rows = db().execute(select(m.message_id, m.recipient_type, m.template_type, m.template_version, m.ab_variant,
                                m.status, m.sent_at, m.opened_at, m.first_clicked_at, m.open_count, m.click_count)
-                        .where(m.campaign_id == c.campaign_id, m.message_id > int(after))
-                        .order_by(m.message_id).limit(min(int(limit), 500)))
+                        .where(m.campaign_id == c.campaign_id, m.message_id > after)
+                        .order_by(m.message_id).limit(min(limit, 500)))
     messages = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r._mapping.items()} for r in rows]
     return {"messages": messages, "next_after": messages[-1]["message_id"] if messages else None}
 

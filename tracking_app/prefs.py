@@ -22,7 +22,7 @@ LABELS = {
     Category.WEEKLY_DIGESTS: "Weekly digests",
     Category.MONTHLY_SUMMARIES: "Monthly summaries",
     Category.MARKETING_EMAILS: "News and offers",
-    Category.SYSTEM_NOTIFICATIONS: "Account and system notices",
+    Category.SYSTEM_NOTIFICATIONS: "Scheduling alerts and other notices about your tutoring",
 }
 
 
@@ -92,7 +92,6 @@ def preferences(token: str):
             abort(403)
         at = now()
         values = {c.value: request.form.get(c.value) == "on" for c in Category}
-        values[Category.SYSTEM_NOTIFICATIONS.value] = True  # account notices are not optional
         values["unsubscribed_all"] = request.form.get("unsubscribed_all") == "on"
         values["unsubscribed_at"] = at if values["unsubscribed_all"] else None
         tracking.set_preferences(db(), message.recipient_email, values, at)

@@ -29,13 +29,14 @@ def client(app):
 
 @pytest.fixture
 def sent_message(enqueue, db_url):
-    """A feedback reminder sent an hour ago; returns (message_id, token maker)."""
+    """A message sent an hour ago (a feedback reminder unless another category is given); returns its id."""
 
-    def make(email: str = "sam@example.com", sent_ago: timedelta = timedelta(hours=1), **meta) -> int:
+    def make(email: str = "sam@example.com", sent_ago: timedelta = timedelta(hours=1),
+             category: str = "feedback_reminders") -> int:
         mid = enqueue(email)
         with transaction(db_url) as s:
             s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(
-                status="sent", sent_at=datetime.now(timezone.utc) - sent_ago))
+                status="sent", sent_at=datetime.now(timezone.utc) - sent_ago, category=category))
         return mid
 
     return make

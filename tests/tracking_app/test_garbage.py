@@ -1,42 +1,109 @@
-"""Bad input never gets a 5xx: random, truncated, oversized and non-UTF-8 tokens, wrong methods."""
+"""Bad input never gets a 5xx: random, truncated, oversized and non-UTF-8 tokens, garbage forms
+behind genuine tokens, garbage API paths and query strings, wrong methods; on both databases."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
+from urllib.parse import quote, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from db.models import EmailCampaign
+from db.session import transaction
+from tutormax.tokens import Purpose
+
 ROUTES = ["/o/{}.gif", "/c/{}", "/u/{}", "/p/{}", "/f/{}", "/s/{}"]
 METHODS = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"]
+AUTH = {"Authorization": "Bearer api-token-for-tests"}
+NASTY = ["' OR 1=1 --", "%00", "\x00", "a\x00b", "..%2F..%2Fetc%2Fpasswd", "A" * 5000, "%ff%fe",
+         "<script>alert(1)</script>", "${jndi:ldap://x}", "²", "9" * 5000, "99999999999999999999", "-1", "1e9"]
+text = st.one_of(st.text(max_size=60), st.sampled_from(NASTY))
 tokens = st.one_of(
     st.text(min_size=1, max_size=300),
     st.binary(min_size=1, max_size=200).map(lambda b: b.decode("latin-1")),
-    st.sampled_from(["' OR 1=1 --", "%00", "..%2F..%2Fetc%2Fpasswd", "A" * 5000, "%ff%fe", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                     "<script>alert(1)</script>", "${jndi:ldap://x}"]),
+    st.sampled_from([n for n in NASTY if n] + ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]),
 )
+forms = st.one_of(st.none(), st.dictionaries(st.one_of(text, st.sampled_from(
+    ["rating", "comment", "engaged", "concern", "csrf", "scope", "List-Unsubscribe", "weekly_digests"])), text,
+    max_size=5))
+GENERATED = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=st.sampled_from(ROUTES), method=st.sampled_from(METHODS), token=tokens,
-       body=st.one_of(st.none(), st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=4)))
+def _no_5xx(response, *what) -> None:
+    assert response.status_code < 500, (*what, response.status_code)
+
+
+@GENERATED
+@given(route=st.sampled_from(ROUTES), method=st.sampled_from(METHODS), token=tokens, body=forms)
 def test_routes_never_answer_5xx(client, route, method, token, body):
-    from urllib.parse import quote
-
     path = route.format(quote(token, safe=""))
     response = client.open(path, method=method, data=body)
-    assert response.status_code < 500, (path, method, response.status_code)
+    _no_5xx(response, path, method)
     if "/c/" in path:
         assert "Location" not in response.headers
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.one_of(st.none(), st.text(max_size=100), st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10))),
+@pytest.fixture
+def reminder(platform, db_url, now) -> int:
+    """A feedback reminder for a real session, so that garbage reaches the writes behind a genuine token."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from db.models import EmailMessage
+    from tasks.plan import plan_feedback_reminders
+
+    platform.session(platform.tutor(), platform.student(), ended_ago=timedelta(hours=30))
+    plan_feedback_reminders.fn(now)
+    with transaction(db_url) as s:
+        return s.scalar(select(EmailMessage.message_id))
+
+
+@GENERATED
+@given(purpose=st.sampled_from([Purpose.UNSUBSCRIBE, Purpose.PREFERENCES, Purpose.FEEDBACK, Purpose.SURVEY]),
+       method=st.sampled_from(["GET", "POST"]), query=forms, body=forms,
+       rating=st.sampled_from([None, "1", "5"]), engaged=st.sampled_from([None, "yes", "no"]))
+def test_garbage_behind_a_genuine_token_is_never_a_5xx(client, reminder, token, purpose, method, query, body,
+                                                        rating, engaged):
+    route = {Purpose.UNSUBSCRIBE: "u", Purpose.PREFERENCES: "p", Purpose.FEEDBACK: "f", Purpose.SURVEY: "s"}[purpose]
+    path = f"/{route}/{token(purpose, reminder)}?{urlencode(query or {})}"
+    # a valid rating and answer now and then, so that the garbage beside them reaches the database
+    body = {**(body or {}), **({"rating": rating} if rating else {}), **({"engaged": engaged} if engaged else {})}
+    _no_5xx(client.open(path, method=method, data=body), path, method, body)
+
+
+@GENERATED
+@given(campaign=st.one_of(st.just("camp_1"), text.filter(bool)), tail=st.sampled_from(["", "/messages", "/ab-test"]),
+       query=forms)
+def test_api_paths_and_query_strings_are_never_a_5xx(client, db_url, campaign, tail, query):
+    with transaction(db_url) as s:
+        if s.get(EmailCampaign, "camp_1") is None:
+            s.add(EmailCampaign(campaign_id="camp_1", campaign_name="Spring", campaign_type="announcement",
+                                template_type="feedback_reminder", created_at=datetime(2026, 3, 1, tzinfo=timezone.utc)))
+    qs = urlencode(query or {})
+    for path in (f"/api/email-analytics/campaigns/{quote(campaign, safe='')}{tail}?{qs}",
+                 f"/api/email-analytics/metrics/template/{quote(campaign, safe='')}?{qs}",
+                 f"/api/email-analytics/campaigns/camp_1/messages?{qs}"):
+        _no_5xx(client.get(path, headers=AUTH), path)
+
+
+@pytest.mark.parametrize("after,limit", [("²", "10"), ("0", "²"), ("9" * 5000, "10"), ("99999999999999999999", "10"),
+                                         ("-1", "10"), ("0", "1e3")])
+def test_a_page_position_that_is_not_a_small_whole_number_is_400(client, db_url, after, limit):
+    with transaction(db_url) as s:
+        s.add(EmailCampaign(campaign_id="camp_1", campaign_name="Spring", campaign_type="announcement",
+                            template_type="feedback_reminder", created_at=datetime(2026, 3, 1, tzinfo=timezone.utc)))
+    response = client.get(f"/api/email-analytics/campaigns/camp_1/messages?{urlencode({'after': after, 'limit': limit})}",
+                          headers=AUTH)
+    assert response.status_code == 400 and response.json == {"error": "bad_request"}
+
+
+@GENERATED
+@given(payload=st.one_of(st.none(), st.text(max_size=100), st.dictionaries(st.text(max_size=10), st.integers() | text)),
        path=st.sampled_from(["/api/email-analytics/preferences/lookup", "/api/email-analytics/unsubscribe",
-                             "/api/email-analytics/campaigns/%ff", "/api/email-analytics/metrics/template/' OR 1=1"]))
-def test_api_garbage_is_4xx(client, payload, path):
-    headers = {"Authorization": "Bearer api-token-for-tests"}
-    response = client.post(path, json=payload, headers=headers) if "lookup" in path or "unsub" in path \
-        else client.get(path, headers=headers)
-    assert response.status_code < 500
+                             "/api/email-analytics/preferences"]))
+def test_api_garbage_bodies_are_4xx(client, payload, path):
+    method = "PUT" if path.endswith("/preferences") else "POST"
+    _no_5xx(client.open(path, method=method, json=payload, headers=AUTH), path, payload)

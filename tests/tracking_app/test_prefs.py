@@ -82,11 +82,26 @@ def test_preferences_page_shows_and_saves_with_csrf(client, sent_message, token,
     assert page.status_code == 200 and b"Weekly digests" in page.data
     assert b"sam@example.com" not in page.data  # the page does not reveal the address either
     csrf = re.search(rb'name="csrf" value="([^"]+)"', page.data).group(1).decode()
-    saved = client.post(url, data={"csrf": csrf, "weekly_digests": "on", "feedback_reminders": "on"})
+    saved = client.post(url, data={"csrf": csrf, "weekly_digests": "on", "feedback_reminders": "on",
+                                   "system_notifications": "on"})
     assert saved.status_code == 200 and b"Saved." in saved.data
     pref = _pref(db_url, "sam@example.com")
     assert (pref.weekly_digests, pref.feedback_reminders, pref.marketing_emails, pref.system_notifications) == \
         (True, True, False, True)
+
+
+def test_saving_the_page_keeps_an_opt_out_of_system_notices_the_page_showed(client, sent_message, token, db_url):
+    mid = sent_message("sam@example.com", category="system_notifications")
+    assert client.post(f"/u/{token(Purpose.UNSUBSCRIBE, mid)}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    url = f"/p/{token(Purpose.PREFERENCES, mid)}"
+    page = client.get(url).data.decode()
+    assert not re.search(r'name="system_notifications" checked', page)
+    # the recipient saves the page as shown, changing only the digests
+    form = dict(re.findall(r'name="(\w+)" (?:value="([^"]+)"|checked)', page))
+    form = {k: v or "on" for k, v in form.items() if k != "weekly_digests"}
+    assert client.post(url, data=form).status_code == 200
+    pref = _pref(db_url, "sam@example.com")
+    assert (pref.system_notifications, pref.weekly_digests, pref.feedback_reminders) == (False, False, True)
 
 
 def test_preferences_post_without_the_form_secret_is_refused(client, sent_message, token, db_url):

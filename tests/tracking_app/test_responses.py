@@ -97,3 +97,13 @@ def test_tracker_announces_a_concerning_answer(client, platform, db_url, enqueue
     assert emitted == [{"event": "tutormax.survey.concerning",
                         "resource": {"prefect.resource.id": f"tutormax.survey.{survey_id}"},
                         "payload": {"survey_id": survey_id}}]
+
+
+def test_a_nul_in_a_form_is_refused_and_stores_nothing(client, platform, db_url, now, token):
+    # PostgreSQL stores no NUL in text: refused up front, not a failed insert (and a 500)
+    mid, _, _ = _reminder(platform, db_url, now)
+    url = f"/f/{token(Purpose.FEEDBACK, mid)}"
+    assert client.post(url, data={"rating": "5", "comment": "great\x00session"}).status_code == 400
+    with transaction(db_url) as s:
+        assert s.scalar(select(Feedback)) is None
+    assert client.post(url, data={"rating": "5", "comment": "great session"}).status_code == 200
