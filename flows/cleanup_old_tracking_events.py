@@ -28,7 +28,7 @@ def publish_cleanup_summary(journal: dict[str, int], deleted: dict[str, Any], dr
 def cleanup_old_tracking_events(days_to_keep: int = 90, now: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Ingest the tracker's journal, then delete tracking events older than days_to_keep."""
     run_at = resolve_now(now) or datetime.now(timezone.utc)
-    journal = {"files": 0, "events": 0, "inserted": 0, "unreadable": 0} if dry_run else ingest_journal()
+    journal = {"files": 0, "events": 0, "inserted": 0, "unreadable": 0, "rejected": 0} if dry_run else ingest_journal()
     deleted = delete_old_events(run_at, days_to_keep, dry_run)
     publish_cleanup_summary(journal, deleted, dry_run)
     return {"journal": journal, **deleted, "dry_run": dry_run}

@@ -52,6 +52,57 @@ def test_ingesting_the_same_events_twice_counts_them_once(app, db_url, sent_mess
     assert (result["inserted"], result["unreadable"]) == (0, 1)
     with transaction(db_url) as s:
         assert s.get(EmailMessage, mid).open_count == 1
+    (kept,) = journal.rejected()  # the torn line is set aside, not dropped
+    assert kept.read_text() == '{"message_id": 1, "event_ty\n'
+
+
+def _opened(mid: int, key: str) -> dict:
+    from datetime import datetime, timezone
+
+    at = datetime.now(timezone.utc)
+    return {"message_id": mid, "event_type": "opened", "event_time": at, "event_key": key, "is_machine": False,
+            "event_data": {}, "created_at": at}
+
+
+def test_an_event_the_database_refuses_is_set_aside_and_the_rest_go_in(db_url, sent_message, tmp_path):
+    from tracking_app.journal import Journal
+
+    mid = sent_message()
+    journal = Journal(tmp_path / "journal")
+    journal.append(_opened(987654, "gone"))  # e.g. the database was rebuilt since: no such message
+    journal.append(_opened(mid, "good"))
+    result = journal.ingest(db_url)
+    assert (result["events"], result["inserted"], result["rejected"]) == (2, 1, 1)
+    assert journal.pending() == []  # not retried (and failed) by every ingest after this one
+    (kept,) = journal.rejected()
+    assert '"gone"' in kept.read_text() and '"good"' not in kept.read_text()
+    with transaction(db_url) as s:
+        assert s.get(EmailMessage, mid).open_count == 1
+
+
+def test_an_append_racing_an_ingest_lands_in_the_next_file_not_the_one_being_read(db_url, sent_message, tmp_path,
+                                                                                  monkeypatch):
+    from tracking_app import journal as journal_module
+    from tracking_app.journal import Journal
+
+    mid = sent_message()
+    journal = Journal(tmp_path / "journal")
+    journal.append(_opened(mid, "first"))
+    flock, raced = journal_module.fcntl.flock, []
+
+    def flock_after_an_ingest(fd, how):
+        # the appender has opened events.jsonl; before it takes its lock, a whole ingest runs
+        if how == journal_module.fcntl.LOCK_SH and not raced:
+            raced.append(journal.ingest(db_url))
+        return flock(fd, how)
+
+    monkeypatch.setattr(journal_module.fcntl, "flock", flock_after_an_ingest)
+    journal.append(_opened(mid, "late"))
+    monkeypatch.setattr(journal_module.fcntl, "flock", flock)
+    assert raced[0]["inserted"] == 1
+    assert journal.ingest(db_url)["inserted"] == 1
+    with transaction(db_url) as s:
+        assert s.get(EmailMessage, mid).open_count == 2
 
 
 def test_pages_that_need_the_database_answer_503_when_it_is_down(app, sent_message, token):
