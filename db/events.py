@@ -72,6 +72,7 @@ class SkipReason(StrEnum):
     UNDER_13_NO_PARENT_EMAIL = "under_13_no_parent_email"
     UNDER_13_NO_PARENT_CONSENT = "under_13_no_parent_consent"
     NO_ADDRESS = "no_address"
+    FEEDBACK_GIVEN = "feedback_given"  # found at send time: the session got its feedback meanwhile
 
 
 class Priority(StrEnum):

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.events import EventType, MessageStatus, WorkflowStatus
-from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, EmailWorkflowState
+from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, EmailWorkflowState, Feedback
 from db.copy import copy_into_temp
 from db.session import is_postgres
 from db.types import UTCDateTime
@@ -210,6 +210,7 @@ class Claimed:
     recipient_name: str | None
     message_metadata: dict[str, Any]
     retry_count: int
+    category: str
 
 
 def claim(
@@ -238,6 +239,34 @@ def claim(
         execution_options={"synchronize_session": False},
     )
     return sorted((Claimed(*row) for row in rows), key=lambda m: (m.priority, m.message_id))
+
+
+def preferences_of(session: Session, emails: set[str]) -> dict[str, EmailPreference]:
+    """The current preferences of these addresses (lower-cased), for those that have any."""
+    lowered = {e.lower() for e in emails if e}
+    if not lowered:
+        return {}
+    return {p.email: p for p in session.scalars(select(EmailPreference).where(EmailPreference.email.in_(lowered)))}
+
+
+def sessions_with_feedback(session: Session, session_ids: set[int]) -> set[int]:
+    """Which of these tutoring sessions have feedback by now."""
+    if not session_ids:
+        return set()
+    return set(session.scalars(select(Feedback.session_id).where(Feedback.session_id.in_(session_ids))))
+
+
+def withdraw(session: Session, token: str, reasons: dict[int, str], now: datetime) -> None:
+    """Skip claimed messages instead of sending them (what made them unwanted is the reason)."""
+    for reason in set(reasons.values()):
+        ids = [mid for mid, r in reasons.items() if r == reason]
+        session.execute(update(EmailMessage)
+                        .where(EmailMessage.message_id.in_(ids), EmailMessage.claim_token == token)
+                        .values(status=MessageStatus.SKIPPED, skip_reason=reason, claim_token=None, updated_at=now),
+                        execution_options={"synchronize_session": False})
+        session.execute(update(EmailWorkflowState).where(EmailWorkflowState.message_id.in_(ids))
+                        .values(status=WorkflowStatus.CANCELLED, context_data={"skip_reason": reason}, updated_at=now),
+                        execution_options={"synchronize_session": False})
 
 
 def release(session: Session, token: str, message_ids: Sequence[int]) -> int:

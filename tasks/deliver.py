@@ -20,9 +20,11 @@ from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import SQLAlchemyError
 
 from db import outbox
+from db.events import Category, SkipReason
 from db.session import transaction
 from tasks import mime
 from tasks.mime import Envelope
+from tasks.recipients import preference_skip
 from tasks.render import TemplateMissing, get_renderer, message_context, template_name, track
 from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.links import Links
@@ -345,6 +347,27 @@ def _salvage(log: OutcomeLog, token: str, claimed: list[int]) -> None:
                            outbox.CLAIM_LEASE)
 
 
+# the emails that ask for a session's feedback: once it is given, one still queued must not go
+FEEDBACK_REQUESTS = frozenset({"feedback_invitation", "feedback_reminder"})
+
+
+def _unwanted_now(session, messages: list[outbox.Claimed]) -> dict[int, str]:
+    """Messages that must not go out after all: their recipient opted out, was suppressed, or (for a
+    feedback request) gave the feedback since the message was planned; a deferred retry can wait hours."""
+    prefs = outbox.preferences_of(session, {m.recipient_email for m in messages if m.recipient_email})
+    asks = [m for m in messages if m.template_type in FEEDBACK_REQUESTS]
+    answered = outbox.sessions_with_feedback(
+        session, {m.message_metadata["session_id"] for m in asks if isinstance(m.message_metadata.get("session_id"), int)})
+    reasons: dict[int, str] = {}
+    for m in messages:
+        reason = preference_skip(prefs.get((m.recipient_email or "").lower()), Category(m.category))
+        if reason is None and m in asks and m.message_metadata.get("session_id") in answered:
+            reason = SkipReason.FEEDBACK_GIVEN
+        if reason is not None:
+            reasons[m.message_id] = reason
+    return reasons
+
+
 @task(
     name="deliver-batch",
     retries=3,
@@ -357,9 +380,13 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
     settings = get_settings()
     token = uuid.uuid4().hex
     with transaction() as session:
-        messages = outbox.claim(session, now or datetime.now(timezone.utc), limit, token, template_types)
+        claimed = outbox.claim(session, now or datetime.now(timezone.utc), limit, token, template_types)
+        unwanted = _unwanted_now(session, claimed)
+        outbox.withdraw(session, token, unwanted, now or datetime.now(timezone.utc))
+    messages = [m for m in claimed if m.message_id not in unwanted]
+    counts = {"claimed": len(claimed), **({"withdrawn": len(unwanted)} if unwanted else {})}
     if not messages:
-        return {"counts": {"claimed": 0}, "render_ms": []}
+        return {"counts": counts, "render_ms": []}
     log = OutcomeLog()
     prepare = Preparer(settings, now)
     in_flight = None
@@ -385,7 +412,7 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
         _salvage(log, token, [m.message_id for m in messages])
         raise
     log.close()
-    return {"counts": {"claimed": len(messages), **log.counts}, "render_ms": prepare.render_ms}
+    return {"counts": {**counts, **log.counts}, "render_ms": prepare.render_ms}
 
 
 @dataclass

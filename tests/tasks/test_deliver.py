@@ -214,3 +214,52 @@ def test_the_client_pipelines_when_the_server_offers_it(smtp_server):
     smtp_server.pipelining = False
     with SmtpConnection(get_settings()) as connection:
         assert connection.pipelining is False
+
+
+def _workflow_status(url, message_id):
+    from db.models import EmailWorkflowState
+
+    with transaction(url) as s:
+        return s.scalar(select(EmailWorkflowState.status).where(EmailWorkflowState.message_id == message_id))
+
+
+def test_a_retry_is_not_sent_to_someone_who_unsubscribed_meanwhile(smtp, enqueue, db_url, now):
+    from db import tracking
+
+    smtp.faults["busy@example.com"] = "defer"
+    mid = enqueue("busy@example.com")
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "deferred": 1}
+    del smtp.faults["busy@example.com"]
+    with transaction(db_url) as s:  # the recipient presses unsubscribe in the first message's copy
+        tracking.set_preferences(s, "Busy@Example.com", {"unsubscribed_all": True}, now)
+    retry = deliver_batch.fn(now=now + timedelta(minutes=2))
+    assert retry["counts"] == {"claimed": 1, "withdrawn": 1}
+    message = _by_id(db_url, mid)
+    assert (message.status, message.skip_reason, message.claim_token) == ("skipped", "unsubscribed_all", None)
+    assert _workflow_status(db_url, mid) == "cancelled"
+    assert [rcpts for rcpts, _ in smtp.received] == []
+
+
+def test_a_queued_message_honours_a_category_opt_out_made_after_it_was_planned(smtp, enqueue, db_url, now):
+    from db import tracking
+
+    opted, other = enqueue("opted@example.com"), enqueue("other@example.com")
+    with transaction(db_url) as s:
+        tracking.set_preferences(s, "opted@example.com", {"feedback_reminders": False, "weekly_digests": True}, now)
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "withdrawn": 1, "sent": 1}
+    assert _by_id(db_url, opted).skip_reason == "category_opt_out" and _by_id(db_url, other).status == "sent"
+    assert [rcpts for rcpts, _ in smtp.received] == [["other@example.com"]]
+
+
+def test_a_feedback_request_is_not_sent_once_the_session_has_its_feedback(smtp, enqueue, platform, db_url, now):
+    from db import tracking
+
+    student = platform.student()
+    session_id = platform.session(platform.tutor(), student, ended_ago=timedelta(hours=30))
+    mid = enqueue("sam@example.com", entity_id=session_id)
+    with transaction(db_url) as s:  # given from an earlier email's link before this one went out
+        tracking.record_feedback(s, session_id=session_id, student_id=student, rating=5, comment=None,
+                                 message_id=mid, at=now)
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "withdrawn": 1}
+    assert (_by_id(db_url, mid).status, _by_id(db_url, mid).skip_reason) == ("skipped", "feedback_given")
+    assert smtp.received == []
