@@ -355,13 +355,12 @@ def _unwanted_now(session, messages: list[outbox.Claimed]) -> dict[int, str]:
     """Messages that must not go out after all: their recipient opted out, was suppressed, or (for a
     feedback request) gave the feedback since the message was planned; a deferred retry can wait hours."""
     prefs = outbox.preferences_of(session, {m.recipient_email for m in messages if m.recipient_email})
-    asks = [m for m in messages if m.template_type in FEEDBACK_REQUESTS]
-    answered = outbox.sessions_with_feedback(
-        session, {m.message_metadata["session_id"] for m in asks if isinstance(m.message_metadata.get("session_id"), int)})
+    asks = {m.message_id: m.message_metadata.get("session_id") for m in messages if m.template_type in FEEDBACK_REQUESTS}
+    answered = outbox.sessions_with_feedback(session, {sid for sid in asks.values() if isinstance(sid, int)})
     reasons: dict[int, str] = {}
     for m in messages:
         reason = preference_skip(prefs.get((m.recipient_email or "").lower()), Category(m.category))
-        if reason is None and m in asks and m.message_metadata.get("session_id") in answered:
+        if reason is None and asks.get(m.message_id) in answered:
             reason = SkipReason.FEEDBACK_GIVEN
         if reason is not None:
             reasons[m.message_id] = reason
