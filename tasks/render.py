@@ -261,18 +261,19 @@ def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str
     """Rewrite every http(s) link to its tracked form and add the open pixel.
 
     own_routes (unsubscribe, preferences) keep their URLs: they have routes of their own.
-    A link's name comes from its data-link-id (stable per template link); a link
-    without one is named by its position, and a text-part link that repeats an
-    HTML link's target shares that link's name.
+    A link's name comes from its data-link-id (stable per template link), so two links to the
+    same target (a button and a footer link, say) keep apart; a link without one is named by
+    its position, and a text-part link takes the name of the first HTML link to its target.
     """
-    names: dict[str, str] = {}
-    urls: dict[str, str] = {}
+    names: dict[str, str] = {}  # target -> the first name it was linked under
+    urls: dict[tuple[str, str], str] = {}
+    anchors = iter(range(1, 100_000))
 
     def tracked(target: str, name: str) -> str:
-        if target not in urls:  # a target linked twice (HTML and text) is signed once
-            names[target] = name
-            urls[target] = links.click(message_id, name, target)
-        return urls[target]
+        names.setdefault(target, name)
+        if (target, name) not in urls:  # the same link in HTML and text is signed once
+            urls[target, name] = links.click(message_id, name, target)
+        return urls[target, name]
 
     def rewrite_anchor(match: re.Match[str]) -> str:
         tag = match.group(0)
@@ -282,8 +283,9 @@ def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str
         target = Markup(href.group(1)).unescape()
         if not target.startswith(("http://", "https://")) or target in own_routes:
             return tag
+        position = next(anchors)
         named = _LINK_NAME.search(tag)
-        name = named.group(1) if named else f"link_{len(names) + 1}"
+        name = named.group(1) if named else f"link_{position}"
         return tag[: href.start(1)] + str(Markup.escape(tracked(target, name))) + tag[href.end(1) :]
 
     html = _ANCHOR.sub(rewrite_anchor, rendered.html)

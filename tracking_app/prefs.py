@@ -88,7 +88,7 @@ def preferences(token: str):
     message = _recipient(Purpose.PREFERENCES, token)
     saved = False
     if request.method == "POST":
-        if not hmac.compare_digest(request.form.get("csrf", ""), _csrf(token)):
+        if not hmac.compare_digest(request.form.get("csrf", "").encode(), _csrf(token).encode()):
             abort(403)
         at = now()
         values = {c.value: request.form.get(c.value) == "on" for c in Category}

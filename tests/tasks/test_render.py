@@ -124,6 +124,26 @@ def test_track_rewrites_links_keeps_own_routes_and_adds_the_pixel():
     assert text_urls[2] == "https://t.example/u/TOKEN"
 
 
+def test_two_template_links_to_the_same_target_keep_their_own_names():
+    from tasks.render import Rendered, track
+    from tutormax.tokens import Purpose, Signer
+
+    settings = load_settings()
+    rendered = Rendered(
+        subject="s", text="Dashboard: https://example.com/help\n",
+        html='<html><body><a href="https://example.com/help" data-link-id="dashboard_cta">Open</a>'
+             '<a href="https://example.com/help" data-link-id="footer_support">Help</a></body></html>')
+    out = track(rendered, Links(settings), 7, set())
+    signer = Signer(settings.secret_bytes())
+
+    def name(url):
+        return signer.verify(Purpose.CLICK, url.rsplit("/", 1)[1]).extra.decode().split("\n")[0]
+
+    import re
+    assert [name(u) for u in re.findall(r'href="([^"]+)"', out.html)] == ["dashboard_cta", "footer_support"]
+    assert [name(u) for u in re.findall(r"https?://\S+", out.text)] == ["dashboard_cta"]
+
+
 def test_every_type_renders_from_sample_metadata_under_strict_undefined(renderer):
     from tasks.render import CONTEXT_BUILDERS
     from tasks.samples import NOW as SAMPLE_NOW

@@ -109,6 +109,7 @@ def test_preferences_post_without_the_form_secret_is_refused(client, sent_messag
     url = f"/p/{token(Purpose.PREFERENCES, mid)}"
     assert client.post(url, data={"unsubscribed_all": "on"}).status_code == 403
     assert client.post(url, data={"unsubscribed_all": "on", "csrf": "0" * 32}).status_code == 403
+    assert client.post(url, data={"unsubscribed_all": "on", "csrf": "\u00e9" * 32}).status_code == 403  # not a 500
     assert _pref(db_url, "sam@example.com") is None
 
 
