@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, func, or_, select, update
+from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -48,18 +48,24 @@ def record_event(session: Session, event: dict[str, Any]) -> bool:
         return False
     at, kind, m = event["event_time"], event["event_type"], EmailMessage
     values: dict[str, Any] = {}
+    # the earliest wins: a journaled event is ingested after later ones went in live
     if kind == EventType.OPENED:
-        values = {"open_count": m.open_count + 1, "opened_at": func.coalesce(m.opened_at, at)}
+        values = {"open_count": m.open_count + 1, "opened_at": _earliest(m.opened_at, at)}
     elif kind == EventType.CLICKED:
         # a click proves an open even when images were blocked
-        values = {"click_count": m.click_count + 1, "first_clicked_at": func.coalesce(m.first_clicked_at, at),
-                  "opened_at": func.coalesce(m.opened_at, at)}
+        values = {"click_count": m.click_count + 1, "first_clicked_at": _earliest(m.first_clicked_at, at),
+                  "opened_at": _earliest(m.opened_at, at)}
     elif kind == EventType.UNSUBSCRIBED:
-        values = {"unsubscribed_at": func.coalesce(m.unsubscribed_at, at)}
+        values = {"unsubscribed_at": _earliest(m.unsubscribed_at, at)}
     if values:
         session.execute(update(m).where(m.message_id == event["message_id"]).values(**values),
                         execution_options={"synchronize_session": False})
     return True
+
+
+def _earliest(column, at: datetime):
+    at_ = bindparam(None, at, type_=UTCDateTime())
+    return case((or_(column.is_(None), column > at_), at_), else_=column)
 
 
 def event_seen(session: Session, event_key: str) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, render_template
+from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
+from werkzeug.http import HTTP_STATUS_CODES
 
 from tutormax.settings import Settings, get_settings, load_settings
 
@@ -23,6 +24,8 @@ ERROR_PAGES = (
 
 def _page(status: int, title: str, body: str):
     def handler(_exc):
+        if request.path.startswith("/api/"):  # API clients get JSON, on paths the API does not know too
+            return jsonify(error=HTTP_STATUS_CODES[status].lower().replace(" ", "_")), status
         return render_template("message.html", title=title, body=body), status
 
     return handler
@@ -64,7 +67,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def _refuse_nul() -> None:
         # no database stores a NUL in text (PostgreSQL refuses it): input holding one is garbage,
         # turned away here rather than failing a query in whichever view meets it first
-        from flask import abort, request
+        from flask import abort
 
         if "\x00" in request.path:
             abort(404)

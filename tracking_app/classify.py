@@ -148,6 +148,22 @@ def _in_networks(ip: str | None, networks: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in networks)
 
 
+# per kind of event, the rules that come before "too soon after sending" in its classifier's order
+BEFORE_TOO_SOON = {
+    "opened": frozenset({"apple_mpp_user_agent", "apple_mpp_proxy_ip", "known_prefetcher"}),
+    "clicked": frozenset({"head_request", "scanner_user_agent", "no_user_agent"}),
+}
+
+
+def too_soon_after_the_fact(kind: str, reason: str | None, sent_at: datetime | None, at: datetime,
+                            min_human_seconds: float = 2.0) -> Verdict | None:
+    """For an open or click classified without its message's sent_at (journaled while the
+    database was down): the verdict now that sent_at is known, or None to keep the one it has."""
+    if kind in BEFORE_TOO_SOON and reason not in BEFORE_TOO_SOON[kind] and _too_soon(sent_at, at, min_human_seconds):
+        return Verdict(True, "too_soon_after_send")
+    return None
+
+
 def _too_soon(sent_at: datetime | None, at: datetime, min_human_seconds: float) -> bool:
     # nobody reads and acts on a message within a second or two of it leaving us
     return sent_at is not None and at - sent_at < timedelta(seconds=min_human_seconds)

@@ -100,9 +100,16 @@ class Journal:
 
 def _ingest_one(session, event: dict[str, Any]) -> bool:
     from db import tracking
+    from tracking_app.classify import too_soon_after_the_fact
 
     if event.pop("kind", "event") == "unsubscribe":
         return _unsubscribe_once(session, event)
+    # journaled while the database was down, the event was classified without the message's sent_at
+    message = tracking.message(session, event["message_id"])
+    later = too_soon_after_the_fact(event["event_type"], event.get("machine_reason"),
+                                    message.sent_at if message else None, event["event_time"])
+    if later is not None:
+        event.update(is_machine=later.is_machine, machine_reason=later.reason)
     return tracking.record_event(session, event)
 
 

@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy.exc import OperationalError
 
 from db.events import EventType
-from tracking_app.classify import Verdict, classify_open, parse_client
+from tracking_app.classify import BEFORE_TOO_SOON, Verdict, classify_open, parse_client
 from tracking_app.group_commit import BatchFailed, WriteAborted
 from tracking_app.recording import clean_user_agent, event_row, journal, new_event_key, now, peer_or_forwarded
 from tutormax.tokens import BadToken, Purpose
@@ -26,7 +26,7 @@ GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 PIXEL_HEADERS = [("Content-Type", "image/gif"), ("Content-Length", str(len(GIF))), *NO_STORE.items()]
 # open rules that come before "too soon after sending" in classify_open's order
-EARLY_RULES = {"apple_mpp_user_agent", "apple_mpp_proxy_ip", "known_prefetcher"}
+EARLY_RULES = BEFORE_TOO_SOON["opened"]
 MIN_HUMAN_SECONDS = 2.0
 
 StartResponse = Callable[..., Any]

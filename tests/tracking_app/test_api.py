@@ -83,3 +83,10 @@ def test_the_api_and_the_report_agree(client, sent_message, token, db_url):
         report = build_report(s, datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
     for name, value in api["rates"].items():
         assert report.overall[name] == (pytest.approx(value) if value is not None else None), name
+
+
+def test_paths_the_api_does_not_know_answer_json_too(client):
+    for headers in ({}, AUTH):
+        response = client.get("/api/email-analytics/nothing-here", headers=headers)
+        assert (response.status_code, response.json) == (404, {"error": "not_found"})
+    assert client.get("/nothing-here").mimetype == "text/html"

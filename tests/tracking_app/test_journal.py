@@ -127,3 +127,38 @@ def test_a_one_click_unsubscribe_during_an_outage_is_applied_later(app, db_url, 
     with transaction(db_url) as s:
         assert tracking.preference(s, "sam@example.com").feedback_reminders is False
         assert [e.event_type for e in s.scalars(select(EmailTrackingEvent))] == ["unsubscribed"]
+
+
+def test_a_journaled_open_too_soon_after_sending_is_flagged_when_ingested(db_url, sent_message, tmp_path):
+    from datetime import timedelta
+
+    from tracking_app.journal import Journal
+
+    soon, later = sent_message("a@example.com", sent_ago=timedelta(seconds=0.5)), sent_message("b@example.com")
+    journal = Journal(tmp_path / "journal")
+    journal.append(_opened(soon, "soon"))
+    journal.append({**_opened(soon, "apple"), "is_machine": True, "machine_reason": "apple_mpp_user_agent"})
+    journal.append(_opened(later, "later"))
+    journal.ingest(db_url)
+    with transaction(db_url) as s:
+        reasons = {e.event_key: (e.is_machine, e.machine_reason) for e in s.scalars(select(EmailTrackingEvent))}
+    assert reasons == {"soon": (True, "too_soon_after_send"), "apple": (True, "apple_mpp_user_agent"),
+                       "later": (False, None)}
+
+
+def test_an_open_journaled_before_a_live_one_still_sets_opened_at(db_url, sent_message, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from db import tracking
+    from tracking_app.journal import Journal
+
+    mid = sent_message()
+    journaled_at = datetime.now(timezone.utc) - timedelta(minutes=10)
+    journal = Journal(tmp_path / "journal")
+    journal.append({**_opened(mid, "during-outage"), "event_time": journaled_at})
+    with transaction(db_url) as s:  # the database is back, a live open goes in first
+        tracking.record_event(s, _opened(mid, "live"))
+    journal.ingest(db_url)
+    with transaction(db_url) as s:
+        message = s.get(EmailMessage, mid)
+        assert (message.open_count, message.opened_at) == (2, journaled_at)
