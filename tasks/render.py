@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -267,7 +268,7 @@ def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str
     """
     names: dict[str, str] = {}  # target -> the first name it was linked under
     urls: dict[tuple[str, str], str] = {}
-    anchors = iter(range(1, 100_000))
+    anchors = itertools.count(1)
 
     def tracked(target: str, name: str) -> str:
         names.setdefault(target, name)

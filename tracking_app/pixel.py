@@ -25,8 +25,6 @@ from tutormax.tokens import BadToken, Purpose
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 PIXEL_HEADERS = [("Content-Type", "image/gif"), ("Content-Length", str(len(GIF))), *NO_STORE.items()]
-# open rules that come before "too soon after sending" in classify_open's order
-EARLY_RULES = BEFORE_TOO_SOON["opened"]
 MIN_HUMAN_SECONDS = 2.0
 
 StartResponse = Callable[..., Any]
@@ -64,7 +62,7 @@ class OpenPixel:
         # applied with the write, where sent_at is at hand (db.tracking.OpenRecorder)
         early = classify_open(user_agent=user_agent, ip=ip, sent_at=None, at=at,
                               apple_proxy_networks=config["APPLE_PROXY_NETWORKS"])
-        strong = early.reason in EARLY_RULES
+        strong = early.reason in BEFORE_TOO_SOON["opened"]
         client = parse_client(user_agent)
         key = new_event_key()
         try:
