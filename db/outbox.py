@@ -241,14 +241,6 @@ def claim(
     return sorted((Claimed(*row) for row in rows), key=lambda m: (m.priority, m.message_id))
 
 
-def preferences_of(session: Session, emails: set[str]) -> dict[str, EmailPreference]:
-    """The current preferences of these addresses (lower-cased), for those that have any."""
-    lowered = {e.lower() for e in emails if e}
-    if not lowered:
-        return {}
-    return {p.email: p for p in session.scalars(select(EmailPreference).where(EmailPreference.email.in_(lowered)))}
-
-
 def sessions_with_feedback(session: Session, session_ids: set[int]) -> set[int]:
     """Which of these tutoring sessions have feedback by now."""
     if not session_ids:

@@ -19,7 +19,7 @@ from prefect import task
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import outbox
+from db import outbox, queries
 from db.events import Category, SkipReason
 from db.session import transaction
 from tasks import mime
@@ -354,7 +354,7 @@ FEEDBACK_REQUESTS = frozenset({"feedback_invitation", "feedback_reminder"})
 def _unwanted_now(session, messages: list[outbox.Claimed]) -> dict[int, str]:
     """Messages that must not go out after all: their recipient opted out, was suppressed, or (for a
     feedback request) gave the feedback since the message was planned; a deferred retry can wait hours."""
-    prefs = outbox.preferences_of(session, {m.recipient_email for m in messages if m.recipient_email})
+    prefs = queries.preferences_for(session, (m.recipient_email for m in messages if m.recipient_email))
     asks = {m.message_id: m.message_metadata.get("session_id") for m in messages if m.template_type in FEEDBACK_REQUESTS}
     answered = outbox.sessions_with_feedback(session, {sid for sid in asks.values() if isinstance(sid, int)})
     reasons: dict[int, str] = {}
@@ -379,9 +379,10 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
     settings = get_settings()
     token = uuid.uuid4().hex
     with transaction() as session:
-        claimed = outbox.claim(session, now or datetime.now(timezone.utc), limit, token, template_types)
+        at = now or datetime.now(timezone.utc)
+        claimed = outbox.claim(session, at, limit, token, template_types)
         unwanted = _unwanted_now(session, claimed)
-        outbox.withdraw(session, token, unwanted, now or datetime.now(timezone.utc))
+        outbox.withdraw(session, token, unwanted, at)
     messages = [m for m in claimed if m.message_id not in unwanted]
     counts = {"claimed": len(claimed), **({"withdrawn": len(unwanted)} if unwanted else {})}
     if not messages:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, abort, g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -67,8 +67,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def _refuse_nul() -> None:
         # no database stores a NUL in text (PostgreSQL refuses it): input holding one is garbage,
         # turned away here rather than failing a query in whichever view meets it first
-        from flask import abort
-
         if "\x00" in request.path:
             abort(404)
         fields = [*request.args.items(multi=True)]

@@ -65,14 +65,6 @@ def _campaign_json(c: EmailCampaign) -> dict[str, Any]:
             for k, v in ((col.key, getattr(c, col.key)) for col in EmailCampaign.__table__.columns)}
 
 
-@bp.errorhandler(400)
-@bp.errorhandler(404)
-@bp.errorhandler(405)
-def _json_error(exc):
-    """API errors as JSON, not HTML pages."""
-    return jsonify(error=exc.name.lower().replace(" ", "_")), exc.code
-
-
 @bp.get("/campaigns")
 def campaigns():
     """Every campaign, newest first."""

@@ -28,6 +28,19 @@ def client(app):
 
 
 @pytest.fixture
+def reminder(platform, db_url, now) -> tuple[int, int, int]:
+    """A feedback reminder planned for a real session: (message_id, session_id, student_id)."""
+    from tasks.plan import plan_feedback_reminders
+
+    student = platform.student()
+    session_id = platform.session(platform.tutor(), student, ended_ago=timedelta(hours=30))
+    plan_feedback_reminders.fn(now)
+    with transaction(db_url) as s:
+        mid = s.scalar(select(EmailMessage.message_id))
+    return mid, session_id, student
+
+
+@pytest.fixture
 def sent_message(enqueue, db_url):
     """A message sent an hour ago (a feedback reminder unless another category is given); returns its id."""
 

@@ -8,21 +8,11 @@ from sqlalchemy import select, update
 
 from db.models import EmailMessage, Feedback, SurveyResponse
 from db.session import transaction
-from tasks.plan import plan_feedback_reminders
 from tutormax.tokens import Purpose
 
 
-def _reminder(platform, db_url, now):
-    student = platform.student()
-    session_id = platform.session(platform.tutor(), student, ended_ago=timedelta(hours=30))
-    plan_feedback_reminders.fn(now)
-    with transaction(db_url) as s:
-        mid = s.scalar(select(EmailMessage.message_id))
-    return mid, session_id, student
-
-
-def test_feedback_form_and_submission(client, platform, db_url, now, token):
-    mid, session_id, student = _reminder(platform, db_url, now)
+def test_feedback_form_and_submission(client, reminder, db_url, token):
+    mid, session_id, student = reminder
     url = f"/f/{token(Purpose.FEEDBACK, mid)}"
     page = client.get(url + "?rating=4")
     assert page.status_code == 200 and b'value="4" checked' in page.data
@@ -38,8 +28,8 @@ def test_feedback_form_and_submission(client, platform, db_url, now, token):
     assert (feedback.session_id, feedback.student_id, feedback.rating, feedback.message_id) == (session_id, student, 4, mid)
 
 
-def test_feedback_stops_further_reminders(client, platform, db_url, now, token):
-    mid, session_id, _ = _reminder(platform, db_url, now)
+def test_feedback_stops_further_reminders(client, reminder, db_url, now, token):
+    mid, session_id, _ = reminder
     client.post(f"/f/{token(Purpose.FEEDBACK, mid)}", data={"rating": "5"})
     from db.queries import due_feedback_reminders
 
@@ -99,9 +89,9 @@ def test_tracker_announces_a_concerning_answer(client, platform, db_url, enqueue
                         "payload": {"survey_id": survey_id}}]
 
 
-def test_a_nul_in_a_form_is_refused_and_stores_nothing(client, platform, db_url, now, token):
+def test_a_nul_in_a_form_is_refused_and_stores_nothing(client, reminder, db_url, token):
     # PostgreSQL stores no NUL in text: refused up front, not a failed insert (and a 500)
-    mid, _, _ = _reminder(platform, db_url, now)
+    mid, _, _ = reminder
     url = f"/f/{token(Purpose.FEEDBACK, mid)}"
     assert client.post(url, data={"rating": "5", "comment": "great\x00session"}).status_code == 400
     with transaction(db_url) as s:
