@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Date, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
-from db.events import EventType
+from db.events import BounceType, EventType
 from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback, SurveyResponse
 
 CRITICAL_TYPES = ("intervention_notification", "rescheduling_alert", "first_session_checkin")
@@ -51,6 +51,7 @@ def message_counts(session: Session, start: datetime, end: datetime, *filters) -
                func.sum(case((attempted, 1), else_=0)).label("attempted"),
                func.sum(case((m.status == "sent", 1), else_=0)).label("delivered"),
                func.sum(case((m.bounced_at.is_not(None), 1), else_=0)).label("bounced"),
+               func.sum(case((m.bounce_type == BounceType.BLOCKED, 1), else_=0)).label("blocked"),
                func.sum(case((m.status == "failed", 1), else_=0)).label("failed"),
                func.sum(case((m.status == "skipped", 1), else_=0)).label("skipped"),
                func.sum(case((m.opened_at.is_not(None), 1), else_=0)).label("opened_all"),

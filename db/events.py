@@ -75,6 +75,34 @@ class SkipReason(StrEnum):
     FEEDBACK_GIVEN = "feedback_given"  # found at send time: the session got its feedback meanwhile
 
 
+class BounceType(StrEnum):
+    """email_messages.bounce_type: how the receiving side refused a message."""
+
+    HARD = "hard"            # the address does not exist: suppressed
+    SOFT = "soft"            # refused for now (mailbox full, for instance): retried, suppressed if it keeps on
+    BLOCKED = "blocked"      # refused for policy or reputation: our problem, the address is not to blame
+    COMPLAINT = "complaint"  # delivered, then reported as spam
+
+
+class SuppressionReason(StrEnum):
+    """Why an address gets no more mail (email_suppressions.reason)."""
+
+    HARD_BOUNCE = "hard_bounce"    # the server said the address does not exist
+    SOFT_BOUNCES = "soft_bounces"  # bounced softly again and again: suppressed for a while
+    COMPLAINT = "complaint"        # the recipient reported a message as spam
+    OPERATOR = "operator"          # an operator suppressed it by hand
+
+
+class SuppressionSource(StrEnum):
+    """Where the evidence for a suppression came from."""
+
+    SMTP = "smtp"          # the answer to our own delivery
+    DSN = "dsn"            # a delivery status notification in the bounce mailbox
+    ARF = "arf"            # a feedback-loop complaint report
+    WEBHOOK = "webhook"    # an email provider's event
+    OPERATOR = "operator"  # the command line
+
+
 class Priority(StrEnum):
     """Delivery order inside a batch: critical first."""
 

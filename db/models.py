@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2.0 models: the tutoring platform and the five email tables."""
+"""Typed SQLAlchemy 2.0 models: the tutoring platform and the email tables."""
 
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ class EmailMessage(Base):
     first_clicked_at: Mapped[datetime | None]
     bounced_at: Mapped[datetime | None]
     failed_at: Mapped[datetime | None]
-    bounce_type: Mapped[str | None] = mapped_column(String(20))  # hard | soft | complaint
+    bounce_type: Mapped[str | None] = mapped_column(String(20))  # db.events.BounceType
     bounce_reason: Mapped[str | None] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     skip_reason: Mapped[str | None] = mapped_column(String(60))  # db.events.SkipReason
@@ -251,6 +251,30 @@ class EmailPreference(Base):
     unsubscribed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmailSuppression(Base):
+    """One suppression of an address, with where it came from; a removal is kept, not deleted.
+
+    email_preferences.suppressed mirrors "this address has a suppression in force" for the
+    planners' and delivery's one-row check; this table is the history an operator reads.
+    """
+
+    __tablename__ = "email_suppressions"
+    __table_args__ = (Index("ix_email_suppressions_email", "email", "lifted_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))  # lower-cased, as on email_preferences
+    reason: Mapped[str] = mapped_column(String(30))  # db.events.SuppressionReason
+    source: Mapped[str] = mapped_column(String(20))  # db.events.SuppressionSource
+    detail: Mapped[str | None] = mapped_column(Text)  # the server's answer, a report's status, an operator's note
+    report: Mapped[str | None] = mapped_column(Text)  # the raw report (DSN, ARF, webhook payload), when one came
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("email_messages.message_id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(100))
+    lifted_why: Mapped[str | None] = mapped_column(Text)
 
 
 class EmailWorkflowState(Base):

@@ -11,8 +11,9 @@ from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.events import EventType, MessageStatus, WorkflowStatus
-from db.models import EmailMessage, EmailPreference, EmailTrackingEvent, EmailWorkflowState, Feedback
+from db import suppressions
+from db.events import BounceType, EventType, MessageStatus, SuppressionReason, SuppressionSource, WorkflowStatus
+from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback
 from db.copy import copy_into_temp
 from db.session import is_postgres
 from db.types import UTCDateTime
@@ -301,8 +302,12 @@ def failed(message: Claimed, at: datetime, reason: str) -> Outcome:
     return Outcome(message.message_id, values, EventType.FAILED, {"reason": reason}, at)
 
 
-def deferred(message: Claimed, at: datetime, code: int, response: str) -> Outcome:
-    """A 4xx: retry later with exponential backoff (60 s, 120 s, 240 s), then give up."""
+def _answer_data(code: int, response: str, status: str | None) -> dict[str, Any]:
+    return {"smtp_code": code, "smtp_status": status, "smtp_response": response}
+
+
+def deferred(message: Claimed, at: datetime, code: int, response: str, status: str | None = None) -> Outcome:
+    """Try again later with exponential backoff (60 s, 120 s, 240 s), then give up."""
     answer = f"{code} {response}"
     if message.retry_count >= MAX_RETRIES:
         outcome = failed(message, at, f"gave up after {MAX_RETRIES} retries; last answer {answer}")
@@ -312,17 +317,34 @@ def deferred(message: Claimed, at: datetime, code: int, response: str) -> Outcom
     values = {"status": MessageStatus.DEFERRED, "retry_count": retry, "smtp_response": answer,
               "next_attempt_at": at + FIRST_RETRY_DELAY * (2 ** (retry - 1))}
     return Outcome(message.message_id, values, EventType.DEFERRED,
-                   {"smtp_code": code, "smtp_response": response, "retry": retry}, at)
+                   {**_answer_data(code, response, status), "retry": retry}, at)
 
 
-def bounced(message: Claimed, at: datetime, code: int, response: str) -> Outcome:
-    """A 5xx: a hard bounce; the address is suppressed and never retried."""
+def bounced(message: Claimed, at: datetime, code: int, response: str, status: str | None = None) -> Outcome:
+    """The address is bad: a hard bounce; the address is suppressed and never retried."""
     answer = f"{code} {response}"
-    values = {"status": MessageStatus.FAILED, "failed_at": at, "bounced_at": at, "bounce_type": "hard",
+    values = {"status": MessageStatus.FAILED, "failed_at": at, "bounced_at": at, "bounce_type": BounceType.HARD,
               "bounce_reason": answer, "failure_reason": answer, "smtp_response": answer}
     return Outcome(message.message_id, values, EventType.BOUNCED,
-                   {"smtp_code": code, "smtp_response": response, "bounce_type": "hard"}, at,
+                   {**_answer_data(code, response, status), "bounce_type": BounceType.HARD}, at,
                    suppress=message.recipient_email)
+
+
+def blocked(message: Claimed, at: datetime, code: int, response: str, status: str | None = None) -> Outcome:
+    """Policy or reputation (5.7.x): failed with the reason; the address is not to blame and stays."""
+    answer = f"{code} {response}"
+    values = {"status": MessageStatus.FAILED, "failed_at": at, "bounce_type": BounceType.BLOCKED,
+              "bounce_reason": answer, "failure_reason": answer, "smtp_response": answer}
+    return Outcome(message.message_id, values, EventType.REJECTED,
+                   {**_answer_data(code, response, status), "reason": BounceType.BLOCKED}, at)
+
+
+def refused(message: Claimed, at: datetime, code: int, response: str, status: str | None = None) -> Outcome:
+    """The server refused this message itself (its size or content): failed; the address stays."""
+    answer = f"{code} {response}"
+    values = {"status": MessageStatus.FAILED, "failed_at": at, "failure_reason": answer, "smtp_response": answer}
+    return Outcome(message.message_id, values, EventType.FAILED,
+                   {**_answer_data(code, response, status), "reason": "message refused"}, at)
 
 
 def record(session: Session, outcomes: Sequence[Outcome]) -> None:
@@ -335,7 +357,9 @@ def record(session: Session, outcomes: Sequence[Outcome]) -> None:
         _record_by_executemany(session, outcomes)
     for o in outcomes:
         if o.suppress:
-            suppress(session, o.suppress, o.values["bounce_reason"], o.at)
+            suppressions.suppress(session, o.suppress, reason=SuppressionReason.HARD_BOUNCE,
+                                  source=SuppressionSource.SMTP, detail=o.values["bounce_reason"], at=o.at,
+                                  message_id=o.message_id)
 
 
 # every column an outcome may set; one it leaves out keeps its value
@@ -391,14 +415,3 @@ def _record_by_executemany(session: Session, outcomes: Sequence[Outcome]) -> Non
         [{"message_id": o.message_id, "event_type": o.event, "event_time": o.at, "event_data": o.event_data,
           "is_machine": False, "created_at": o.at} for o in outcomes],
     )
-
-
-def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
-    """Mark an address undeliverable for every category (upsert on the unique email)."""
-    stmt = _insert(session, EmailPreference).values(
-        email=email.lower(), suppressed=True, suppression_reason=reason, suppressed_at=now, created_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["email"], set_={"suppressed": True, "suppression_reason": reason, "suppressed_at": now, "updated_at": now}
-    )
-    session.execute(stmt)

@@ -11,7 +11,6 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Any
 
 from jinja2 import TemplateError
@@ -25,6 +24,7 @@ from db.session import transaction
 from tasks import mime
 from tasks.mime import Envelope
 from tasks.recipients import preference_skip
+from tasks.smtp_replies import Reply, Stage, Verdict, classify
 from tasks.render import TemplateMissing, get_renderer, message_context, template_name, track
 from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.links import Links
@@ -42,17 +42,12 @@ class SmtpConfigError(RuntimeError):
     """Credentials, TLS or AUTH do not fit the server: an operator has to fix the settings."""
 
 
-class Outcome(StrEnum):
-    SENT = "sent"          # 2xx
-    DEFERRED = "deferred"  # 4xx: try again later
-    BOUNCED = "bounced"    # 5xx: hard bounce
+class ServerTrouble(ServerDown):
+    """Several answers in a row blamed the server, not the recipients: stop, and let Prefect retry later."""
 
 
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    code: int
-    response: str
+# this many "server trouble" answers in a row stop a batch instead of burning through the queue
+TROUBLE_IN_A_ROW = 5
 
 
 def _text(response: bytes | str) -> str:
@@ -61,12 +56,8 @@ def _text(response: bytes | str) -> str:
     return " ".join(response.split())[:500]
 
 
-def _classify(code: int, response: bytes | str) -> Result:
-    if 200 <= code < 300:
-        return Result(Outcome.SENT, code, _text(response))
-    if 400 <= code < 500:
-        return Result(Outcome.DEFERRED, code, _text(response))
-    return Result(Outcome.BOUNCED, code, _text(response))
+def _read(code: int, response: bytes | str, stage: Stage) -> Reply:
+    return classify(code, _text(response), stage)
 
 
 class SmtpConnection:
@@ -77,7 +68,7 @@ class SmtpConnection:
         self.smtp: smtplib.SMTP | None = None
         self.pipelining = False
         self._envelope: Envelope | None = None
-        self._verdict: Result | None = None
+        self._verdict: Reply | None = None
 
     def __enter__(self) -> SmtpConnection:
         self.connect()
@@ -126,7 +117,7 @@ class SmtpConnection:
                 self.smtp.close()
             self.smtp = None
 
-    def send(self, envelope: Envelope) -> Result:
+    def send(self, envelope: Envelope) -> Reply:
         """Send one message and wait for the server's answer."""
         self.submit(envelope)
         return self.answer()
@@ -136,13 +127,12 @@ class SmtpConnection:
         self._envelope = envelope
         self._verdict = self._retrying(envelope)
 
-    def answer(self) -> Result:
+    def answer(self) -> Reply:
         """The server's verdict on the submitted message; a connection lost before it sends the message again."""
         if self._verdict is not None:
             return self._verdict
         try:
-            assert self.smtp is not None
-            return _classify(*_reply(self.smtp))
+            return self._reply(Stage.DATA)
         except _DROPPED:
             self._drop()
             assert self._envelope is not None
@@ -150,7 +140,7 @@ class SmtpConnection:
             assert self._verdict is not None
             return self._verdict
 
-    def _retrying(self, envelope: Envelope, wait: bool = False) -> Result | None:
+    def _retrying(self, envelope: Envelope, wait: bool = False) -> Reply | None:
         """A dropped connection is reopened and the message tried again, a few times."""
         for attempt in range(RECONNECTS_PER_MESSAGE + 1):
             if self.smtp is None:
@@ -158,7 +148,7 @@ class SmtpConnection:
             try:
                 verdict = self._begin(envelope)
                 if verdict is None and wait:
-                    return _classify(*_reply(self.smtp))  # type: ignore[arg-type]
+                    return self._reply(Stage.DATA)
                 return verdict
             except _DROPPED as exc:
                 self._drop()
@@ -166,7 +156,17 @@ class SmtpConnection:
                     raise ServerDown(f"SMTP connection kept dropping: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
-    def _begin(self, envelope: Envelope) -> Result | None:
+    def _reply(self, stage: Stage, payload: bytes | None = None) -> Reply:
+        """Send payload if any, then read one answer; after a 421 the server hangs up, so do we."""
+        assert self.smtp is not None
+        if payload is not None:
+            self.smtp.send(payload)
+        reply = _read(*self.smtp.getreply(), stage)
+        if reply.code == 421:
+            self._drop()  # the next message reconnects
+        return reply
+
+    def _begin(self, envelope: Envelope) -> Reply | None:
         """Start one transaction: its verdict if already known, None while the server reads the content."""
         assert self.smtp is not None
         if self.pipelining and envelope.sender.isascii():  # an internationalized sender needs sendmail's SMTPUTF8
@@ -175,52 +175,51 @@ class SmtpConnection:
             refused = self.smtp.sendmail(envelope.sender, [envelope.recipient], envelope.data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, response = exc.recipients[envelope.recipient]
-            return _classify(code, response)
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            return _classify(exc.smtp_code, exc.smtp_error)
-        except smtplib.SMTPResponseException as exc:
-            if exc.smtp_code == 421:  # the server is closing the connection: reconnect and retry
-                raise smtplib.SMTPServerDisconnected(_text(exc.smtp_error)) from None
-            return _classify(exc.smtp_code, exc.smtp_error)
+            return self._refusal(code, response, Stage.RCPT)
+        except smtplib.SMTPSenderRefused as exc:
+            return self._refusal(exc.smtp_code, exc.smtp_error, Stage.MAIL)
+        except smtplib.SMTPResponseException as exc:  # SMTPDataError among them
+            return self._refusal(exc.smtp_code, exc.smtp_error, Stage.DATA)
         if refused:
             code, response = refused[envelope.recipient]
-            return _classify(code, response)
-        return Result(Outcome.SENT, 250, "accepted")
+            return self._refusal(code, response, Stage.RCPT)
+        return _read(250, "accepted", Stage.DATA)
 
-    def _begin_pipelined(self, envelope: Envelope) -> Result | None:
+    def _refusal(self, code: int, response: bytes | str, stage: Stage) -> Reply:
+        if code == 421:
+            self._drop()  # smtplib has closed it already; the next message reconnects
+        return _read(code, response, stage)
+
+    def _begin_pipelined(self, envelope: Envelope) -> Reply | None:
         """RFC 2920: MAIL, RCPT and DATA in one write, then the content: two round trips instead of four."""
         smtp = self.smtp
         assert smtp is not None
         # the recipient passed tasks.mime's checks and the sender the settings': no need for smtplib's parser
         smtp.send(f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n".encode("ascii"))
-        replies = [_reply(smtp), _reply(smtp), _reply(smtp)]
-        (mail, _), (rcpt, _), (data, _) = replies
-        if data == 354:
-            if mail == 250 and rcpt in (250, 251):
+        replies = []
+        for stage in (Stage.MAIL, Stage.RCPT, Stage.DATA):
+            reply = self._reply(stage)
+            if reply.code == 421:
+                return reply  # the server hung up: no more answers are coming
+            replies.append(reply)
+        mail, rcpt, data = replies
+        if data.code == 354:
+            if mail.code == 250 and rcpt.code in (250, 251):
                 smtp.send(_content(envelope.data))
                 return None
             # the server opened DATA for a refused envelope: an empty message closes it
-            _reply(smtp, b".\r\n")
+            if self._reply(Stage.DATA, b".\r\n").code == 421:
+                return next(r for r in replies if r.code not in (250, 251, 354))
         # the first refusal; a server that answers DATA with anything but 354 has refused it
-        refusal = next((reply for reply in replies if reply[0] not in (250, 251, 354)), replies[2])
+        refusal = next((reply for reply in replies if reply.code not in (250, 251, 354)), data)
         try:
             smtp.rset()  # a clean transaction for the next message
         except _DROPPED:
             self._drop()  # the next message reconnects; this one's verdict stands
-        return _classify(*refusal)
+        return refusal
 
 
 _DROPPED = (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, OSError)
-
-
-def _reply(smtp: smtplib.SMTP, payload: bytes | None = None) -> tuple[int, bytes]:
-    """Send payload if any, then read one reply; 421 means the server is hanging up."""
-    if payload is not None:
-        smtp.send(payload)
-    code, text = smtp.getreply()
-    if code == 421:
-        raise smtplib.SMTPServerDisconnected(_text(text))
-    return code, text
 
 
 def _content(data: bytes) -> bytes:
@@ -323,13 +322,19 @@ class OutcomeLog:
             self._writer.shutdown(wait=True)
 
 
-def _outcome(message: outbox.Claimed, subject: str, result: Result, at: datetime) -> tuple[outbox.Outcome, str]:
-    if result.outcome is Outcome.SENT:
-        return outbox.sent(message, at, subject, f"{result.code} {result.response}"), "sent"
-    if result.outcome is Outcome.DEFERRED:
-        outcome = outbox.deferred(message, at, result.code, result.response)
-        return outcome, outcome.status  # deferred, or failed once out of retries
-    return outbox.bounced(message, at, result.code, result.response), "bounced"
+def _outcome(message: outbox.Claimed, subject: str, reply: Reply, at: datetime) -> tuple[outbox.Outcome, str]:
+    """The message's new state after the server's answer, and the run summary's word for it."""
+    answer = (message, at, reply.code, reply.text, reply.status)
+    if reply.verdict is Verdict.SENT:
+        return outbox.sent(message, at, subject, str(reply)), "sent"
+    if reply.verdict is Verdict.BOUNCED:
+        return outbox.bounced(*answer), "bounced"
+    if reply.verdict is Verdict.BLOCKED:
+        return outbox.blocked(*answer), "blocked"
+    if reply.verdict is Verdict.REJECTED:
+        return outbox.refused(*answer), "failed"
+    outcome = outbox.deferred(*answer)  # DEFERRED, and SERVER: the server's trouble is never the address's
+    return outcome, outcome.status  # deferred, or failed once out of retries
 
 
 def _salvage(log: OutcomeLog, token: str, claimed: list[int]) -> None:
@@ -389,23 +394,36 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
         return {"counts": counts, "render_ms": []}
     log = OutcomeLog()
     prepare = Preparer(settings, now)
+    clock = (lambda: now) if now else (lambda: datetime.now(timezone.utc))
     in_flight = None
+    trouble = 0
+
+    def settle(flight: tuple[outbox.Claimed, str], reply: Reply) -> None:
+        nonlocal trouble
+        log.add(*_outcome(*flight, reply, clock()))
+        trouble = trouble + 1 if reply.verdict is Verdict.SERVER else 0
+        if trouble >= TROUBLE_IN_A_ROW:
+            # the full answers are on the messages; the task's error names the rule, not a recipient
+            raise ServerTrouble(f"{trouble} answers in a row blamed the SMTP server, the last "
+                                f"{reply.code} {reply.status or ''} ({reply.rule})")
+
     try:
         with SmtpConnection(settings) as connection:
             for message in messages:
                 # built while the server reads the previous message, which is answered after
                 prepared = prepare(message)
                 if in_flight is not None:
-                    log.add(*_outcome(*in_flight, connection.answer(), now or datetime.now(timezone.utc)))
-                    in_flight = None
+                    flight, in_flight = in_flight, None
+                    settle(flight, connection.answer())
                 if isinstance(prepared, str):
-                    log.add(outbox.failed(message, now or datetime.now(timezone.utc), prepared), "failed")
+                    log.add(outbox.failed(message, clock(), prepared), "failed")
                     continue
                 envelope, subject = prepared
                 connection.submit(envelope)
                 in_flight = (message, subject)
             if in_flight is not None:
-                log.add(*_outcome(*in_flight, connection.answer(), now or datetime.now(timezone.utc)))
+                flight, in_flight = in_flight, None
+                settle(flight, connection.answer())
     except BaseException as exc:
         if in_flight is not None and not isinstance(exc, ServerDown):
             log.attempted.add(in_flight[0].message_id)  # the server may have taken it: it keeps its claim

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks.deliver import DeliveryReport
 
-FIGURES = ("planned", "sent", "deferred", "failed", "bounced", "skipped", "withdrawn", "already_planned")
+FIGURES = ("planned", "sent", "deferred", "failed", "bounced", "blocked", "skipped", "withdrawn", "already_planned")
 
 
 def summarize(flow_name: str, now: datetime, planned: dict[str, int], delivery: DeliveryReport | None,
@@ -30,6 +30,8 @@ def summarize(flow_name: str, now: datetime, planned: dict[str, int], delivery: 
         "deferred": counts.get("deferred", 0),
         "failed": counts.get("failed", 0),
         "bounced": counts.get("bounced", 0),
+        # refused for policy or reputation (5.7.x): failed, and the address kept
+        "blocked": counts.get("blocked", 0),
         # planned, then found unwanted at send time (an opt-out or feedback since); skipped, not sent
         "withdrawn": counts.get("withdrawn", 0),
         "render_ms_p50": round(statistics.median(render_ms), 3) if render_ms else None,

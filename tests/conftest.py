@@ -121,6 +121,8 @@ class FaultyHandler:
         self.dropped: list[str] = []
         self.pipelining = True
         self.sender_reply: str | None = None  # answer MAIL FROM with this instead of 250
+        self.replies: dict[str, tuple[str, str]] = {}  # address -> ("rcpt" | "data", the answer to give there)
+        self.data_reply: str | None = None  # answer every message's content with this (a broken server)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -136,6 +138,9 @@ class FaultyHandler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        stage, reply = self.replies.get(address.lower(), ("", ""))
+        if stage == "rcpt":
+            return reply
         action = self.faults.get(address.lower())
         if action == "defer":
             return "451 4.2.1 Mailbox temporarily unavailable"
@@ -146,6 +151,9 @@ class FaultyHandler:
 
     async def handle_DATA(self, server, session, envelope):
         rcpt = envelope.rcpt_tos[0].lower()
+        stage, reply = self.replies.get(rcpt, ("", ""))
+        if self.data_reply or stage == "data":
+            return self.data_reply or reply
         action = self.faults.get(rcpt)
         if action in ("drop_once", "drop"):
             if action == "drop_once":

@@ -102,6 +102,48 @@ def cmd_ingest_journal(args: argparse.Namespace) -> None:
     print(Journal(var_dir() / "journal").ingest())
 
 
+def cmd_suppressions(args: argparse.Namespace) -> None:
+    import getpass
+
+    from db import suppressions
+    from db.events import SuppressionReason, SuppressionSource
+    from db.session import transaction
+    from tasks.mime import InvalidRecipient, checked_address
+
+    at = datetime.now(timezone.utc)
+    if args.action == "list":
+        with transaction() as session:
+            rows = suppressions.in_force(session, at, args.reason, include_lifted=args.all)
+        if not rows:
+            print("no suppressions" + (f" with reason {args.reason}" if args.reason else ""))
+        for row in rows:
+            until = f" until {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else ""
+            lifted = f"  LIFTED {row.lifted_at:%Y-%m-%d %H:%M} by {row.lifted_by}: {row.lifted_why}" if row.lifted_at else ""
+            print(f"{row.email}  {row.reason} ({row.source}) since {row.created_at:%Y-%m-%d %H:%M} UTC{until}{lifted}")
+            if row.detail:
+                print(f"    {row.detail[:300]}")
+            if row.report and args.reports:
+                print("    report:\n" + "\n".join(f"      {line}" for line in row.report.splitlines()))
+        return
+    try:
+        address = checked_address(args.address.strip())
+    except InvalidRecipient as exc:
+        sys.exit(f"{args.address!r}: {exc}")
+    if not args.why.strip():
+        sys.exit("--why needs a reason: it is kept with the change")
+    by = args.by or getpass.getuser()
+    with transaction() as session:
+        if args.action == "add":
+            suppressions.suppress(session, address, reason=SuppressionReason.OPERATOR,
+                                  source=SuppressionSource.OPERATOR, detail=f"{by}: {args.why}", at=at)
+            print(f"suppressed {address.lower()}")
+            return
+        lifted = suppressions.lift(session, address, why=args.why, by=by, at=at)
+    if not lifted:
+        sys.exit(f"{address.lower()} is not suppressed")
+    print(f"lifted {lifted} suppression(s) of {address.lower()}; it gets mail again")
+
+
 def cmd_preview(args: argparse.Namespace) -> None:
     from tasks.render import Renderer, message_context, template_name, track
     from tasks.samples import NOW, SAMPLES
@@ -135,6 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from db.events import SuppressionReason
+
     parser = argparse.ArgumentParser(prog="tutormax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -171,6 +215,20 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("ingest-journal", help="move events the tracker journaled during a database outage into the database")
     p.set_defaults(func=cmd_ingest_journal)
+
+    p = sub.add_parser("suppressions", help="see, add and lift suppressed addresses (they get no mail)")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("list", help="suppressions in force, newest first, with their reason and evidence")
+    q.add_argument("--reason", choices=[r.value for r in SuppressionReason])
+    q.add_argument("--all", action="store_true", help="lifted and expired ones too")
+    q.add_argument("--reports", action="store_true", help="print each suppression's raw report")
+    for action, text in (("remove", "lift an address's suppressions (recorded with who and why)"),
+                         ("add", "suppress an address by hand")):
+        q = actions.add_parser(action, help=text)
+        q.add_argument("address")
+        q.add_argument("--why", required=True, help="kept with the change")
+        q.add_argument("--by", help="who (default: your user name)")
+    p.set_defaults(func=cmd_suppressions)
 
     p = sub.add_parser("preview", help="render templates with sample data to var/previews/")
     p.add_argument("type", nargs="?", help="template type (default: all)")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-COUNTS = ("messages", "attempted", "delivered", "bounced", "failed", "skipped", "opened_all", "opened_human",
+COUNTS = ("messages", "attempted", "delivered", "bounced", "blocked", "failed", "skipped", "opened_all", "opened_human",
           "clicked_all", "clicked_human", "unsubscribed", "complained")
 
 # name: (numerator, denominator). Opens are inflated by machine opens (Apple MPP, scanners),
@@ -14,6 +14,8 @@ COUNTS = ("messages", "attempted", "delivered", "bounced", "failed", "skipped", 
 RATES: dict[str, tuple[str, str]] = {
     "delivery_rate": ("delivered", "attempted"),
     "bounce_rate": ("bounced", "attempted"),
+    # refused for policy or reputation: the sender's standing, not the addresses
+    "block_rate": ("blocked", "attempted"),
     "open_rate_human": ("opened_human", "delivered"),
     "open_rate_all": ("opened_all", "delivered"),
     "click_through_rate": ("clicked_human", "delivered"),

@@ -13,7 +13,11 @@ class MaildirHandler:
     """Accepts every message and files it, envelope recipients included, in one Maildir."""
 
     def __init__(self, path: Path) -> None:
-        self.maildir = mailbox.Maildir(path, create=True)
+        # Maildir(create=True) makes tmp/, new/ and cur/ only when it makes the folder itself:
+        # in a folder that already exists (even empty) every delivery then failed
+        for sub in ("tmp", "new", "cur"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self.maildir = mailbox.Maildir(path, create=False)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or envelope.content

@@ -51,6 +51,7 @@ def fixture_data(db_url):
     alert = _message(db_url, 5, "rescheduling_alert", "sent")
     _event(db_url, alert, "opened", after=timedelta(hours=30))
     _message(db_url, 6, "weekly_digest", "skipped", skip_reason="unsubscribed_all")
+    _message(db_url, 7, "monthly_summary", "failed", bounce_type="blocked", failure_reason="550 5.7.1 blocked")
     return db_url
 
 
@@ -58,9 +59,10 @@ def test_every_metric_by_hand(fixture_data):
     with transaction(fixture_data) as s:
         report = build_report(s, START, END)
     o = report.overall
-    # 4 sent + 1 bounced = 5 attempted; the skipped digest is no attempt
-    assert (o["messages"], o["attempted"], o["delivered"], o["bounced"], o["skipped"]) == (6, 5, 4, 1, 1)
-    assert o["delivery_rate"] == pytest.approx(4 / 5) and o["bounce_rate"] == pytest.approx(1 / 5)
+    # 4 sent + 1 bounced + 1 blocked = 6 attempted; the skipped digest is no attempt
+    assert (o["messages"], o["attempted"], o["delivered"], o["bounced"], o["blocked"], o["skipped"]) == (7, 6, 4, 1, 1, 1)
+    assert o["delivery_rate"] == pytest.approx(4 / 6) and o["bounce_rate"] == pytest.approx(1 / 6)
+    assert o["block_rate"] == pytest.approx(1 / 6)
     assert o["open_rate_human"] == pytest.approx(2 / 4)   # m1 and the alert; the MPP open is a machine's
     assert o["open_rate_all"] == pytest.approx(3 / 4)
     assert o["click_through_rate"] == pytest.approx(1 / 4)

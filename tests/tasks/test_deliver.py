@@ -117,20 +117,91 @@ def test_4xx_then_accepted_on_retry(smtp, enqueue, db_url, now):
     assert len(smtp.received) == 1
 
 
-def test_5xx_is_a_hard_bounce_and_suppresses_the_address(smtp, enqueue, db_url, now):
+def _suppressions(url):
+    from db.models import EmailSuppression
+
+    with transaction(url) as s:
+        return [(x.email, x.reason, x.source, x.detail, x.message_id) for x in s.scalars(select(EmailSuppression))]
+
+
+def _suppressed(url):
+    with transaction(url) as s:
+        return sorted(s.scalars(select(EmailPreference.email).where(EmailPreference.suppressed)))
+
+
+def test_an_unknown_address_is_a_hard_bounce_and_suppresses_the_address(smtp, enqueue, db_url, now):
     smtp.faults["gone@example.com"] = "bounce"
     mid = enqueue("Gone@Example.com")
     ok = enqueue("fine@example.com")
     assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "bounced": 1, "sent": 1}
     message = _by_id(db_url, mid)
     assert (message.status, message.bounce_type) == ("failed", "hard")
-    assert message.bounce_reason.startswith("550")
+    assert message.bounce_reason == "550 5.1.1 No such user"
     assert _by_id(db_url, ok).status == "sent"
-    with transaction(db_url) as s:
-        pref = s.scalar(select(EmailPreference).where(EmailPreference.email == "gone@example.com"))
-    assert pref.suppressed and "550" in pref.suppression_reason
+    assert _suppressed(db_url) == ["gone@example.com"]
+    assert _suppressions(db_url) == [("gone@example.com", "hard_bounce", "smtp", "550 5.1.1 No such user", mid)]
     # never retried
     assert deliver_batch.fn(now=now + timedelta(hours=1))["counts"] == {"claimed": 0}
+
+
+def test_a_server_that_answers_500_to_every_message_suppresses_no_one_and_stops_the_batch(smtp, enqueue, db_url,
+                                                                                        now):
+    """The sink with a broken Maildir answered every DATA with 500: that is the server's trouble, not the addresses'."""
+    from tasks.deliver import TROUBLE_IN_A_ROW, ServerTrouble
+
+    smtp.data_reply = "500 Error: (FileNotFoundError) [Errno 2] No such file or directory"
+    ids = [enqueue(f"real{i}@example.com") for i in range(TROUBLE_IN_A_ROW + 3)]
+    with pytest.raises(ServerTrouble) as stopped:
+        deliver_batch.fn(now=now)
+    assert "@" not in str(stopped.value) and "500" in str(stopped.value)
+    statuses = [_by_id(db_url, i).status for i in ids]
+    # the first five were deferred (a retry later), the rest went back to the queue untouched
+    assert statuses == ["deferred"] * TROUBLE_IN_A_ROW + ["queued"] * 3
+    assert _suppressed(db_url) == [] and _suppressions(db_url) == []
+    assert {_events(db_url, i)[0] for i in ids[:TROUBLE_IN_A_ROW]} == {"deferred"}
+
+
+def test_trouble_between_good_answers_does_not_stop_the_batch(smtp, enqueue, db_url, now):
+    for i in (1, 3):
+        smtp.replies[f"r{i}@example.com"] = ("data", "554 5.3.0 Mail system temporarily unavailable")
+    ids = [enqueue(f"r{i}@example.com") for i in range(5)]
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 5, "sent": 3, "deferred": 2}
+    assert [_by_id(db_url, i).status for i in ids] == ["sent", "deferred", "sent", "deferred", "sent"]
+
+
+@pytest.mark.parametrize(("stage", "answer", "kind", "event"), [
+    ("rcpt", "550 5.7.1 Service unavailable, Client host [192.0.2.10] blocked using Spamhaus", "blocked", "rejected"),
+    ("data", "550 5.7.26 This mail has been blocked because the sender is unauthenticated", "blocked", "rejected"),
+    ("data", "552 5.3.4 Message size exceeds fixed limit", "failed", "failed"),
+    ("data", "554 5.6.0 Message exceeded 50 hops, this may indicate a mail loop", "failed", "failed"),
+])
+def test_a_refusal_that_is_not_about_the_address_fails_the_message_and_keeps_the_address(
+        smtp, enqueue, db_url, now, stage, answer, kind, event):
+    smtp.replies["kept@example.com"] = (stage, answer)
+    mid = enqueue("kept@example.com")
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, kind: 1}
+    message = _by_id(db_url, mid)
+    assert (message.status, message.failure_reason, message.bounced_at) == ("failed", answer, None)
+    assert message.bounce_type == ("blocked" if kind == "blocked" else None)
+    assert _events(db_url, mid) == [event]
+    assert _suppressed(db_url) == [] and _suppressions(db_url) == []
+    assert deliver_batch.fn(now=now + timedelta(hours=1))["counts"] == {"claimed": 0}
+
+
+def test_a_full_mailbox_is_deferred(smtp, enqueue, db_url, now):
+    smtp.replies["full@example.com"] = ("rcpt", "552 5.2.2 The email account that you tried to reach is over quota")
+    mid = enqueue("full@example.com")
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "deferred": 1}
+    assert (_by_id(db_url, mid).status, _suppressed(db_url)) == ("deferred", [])
+
+
+def test_a_421_defers_its_message_and_the_next_one_goes_on_a_new_connection(smtp, enqueue, db_url, now):
+    smtp.replies["closing@example.com"] = ("rcpt", "421 4.7.0 Try again later, closing connection.")
+    first, second = enqueue("closing@example.com"), enqueue("next@example.com")
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 2, "deferred": 1, "sent": 1}
+    assert (_by_id(db_url, first).status, _by_id(db_url, second).status) == ("deferred", "sent")
+    assert _by_id(db_url, first).smtp_response == "421 4.7.0 Try again later, closing connection."
+    assert [r[0] for r in smtp.received] == [["next@example.com"]]
 
 
 def test_dropped_connection_reconnects_and_the_batch_resumes(smtp, enqueue, db_url, now):
@@ -200,7 +271,7 @@ def test_lines_starting_with_a_dot_arrive_intact(smtp):
     data = b".first\r\nSubject: dots\r\n\r\n.hidden line\r\n..two\r\n.\r\nend"
     with SmtpConnection(get_settings()) as connection:
         result = connection.send(Envelope(1, "noreply@tutormax.example", "dot@example.com", data))
-        assert result.outcome == "sent"
+        assert result.verdict == "sent"
         assert connection.send(Envelope(2, "noreply@tutormax.example", "next@example.com", b"Subject: x\r\n\r\nok\r\n")).code == 250
     assert smtp.received[0][1].replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n") + b"\n"
     assert [r[0] for r in smtp.received] == [["dot@example.com"], ["next@example.com"]]

@@ -6,10 +6,15 @@ import mailbox
 import smtplib
 import socket
 
+import pytest
+
 from tutormax.sink import start_sink
 
 
-def test_sink_files_each_message(tmp_path):
+@pytest.mark.parametrize("folder", ["missing", "existing and empty"])
+def test_sink_files_each_message(tmp_path, folder):
+    if folder != "missing":
+        (tmp_path / "maildir").mkdir()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -1,0 +1,63 @@
+"""The command line: what an operator types and reads."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from db import suppressions
+from db.events import SuppressionReason, SuppressionSource
+from db.models import EmailPreference, EmailSuppression
+from db.session import transaction
+from tutormax.cli import main
+
+
+def _bounce(url, email, detail="550 5.1.1 No such user"):
+    with transaction(url) as s:
+        suppressions.suppress(s, email, reason=SuppressionReason.HARD_BOUNCE, source=SuppressionSource.SMTP,
+                              detail=detail, at=datetime(2026, 11, 20, tzinfo=timezone.utc))
+
+
+def test_suppressions_list_shows_each_with_its_reason_and_evidence(db_url, capsys):
+    _bounce(db_url, "Gone@Example.com")
+    main(["suppressions", "add", "angry@example.com", "--why", "asked by phone", "--by", "ops"])
+    main(["suppressions", "list"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "suppressed angry@example.com"
+    assert out[1].startswith("angry@example.com  operator (operator) since ")
+    assert out[2] == "    ops: asked by phone"
+    assert out[3] == "gone@example.com  hard_bounce (smtp) since 2026-11-20 00:00 UTC"
+    assert out[4] == "    550 5.1.1 No such user"
+    main(["suppressions", "list", "--reason", "hard_bounce"])
+    assert [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")] == [
+        "gone@example.com  hard_bounce (smtp) since 2026-11-20 00:00 UTC"]
+
+
+def test_removing_a_suppression_lets_mail_through_and_is_recorded(db_url, capsys):
+    _bounce(db_url, "gone@example.com")
+    main(["suppressions", "remove", "GONE@example.com", "--why", "the mailbox was recreated", "--by", "ops"])
+    assert capsys.readouterr().out == "lifted 1 suppression(s) of gone@example.com; it gets mail again\n"
+    with transaction(db_url) as s:
+        assert s.scalar(select(EmailPreference.suppressed).where(EmailPreference.email == "gone@example.com")) is False
+        (row,) = s.scalars(select(EmailSuppression))
+        assert (row.lifted_by, row.lifted_why, row.lifted_at is not None) == ("ops", "the mailbox was recreated", True)
+    main(["suppressions", "list"])
+    assert capsys.readouterr().out == "no suppressions\n"
+    main(["suppressions", "list", "--all"])
+    assert re.fullmatch(r"gone@example.com  hard_bounce \(smtp\) since 2026-11-20 00:00 UTC  LIFTED "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d by ops: the mailbox was recreated",
+                        capsys.readouterr().out.splitlines()[0])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["suppressions", "remove", "nobody@example.com", "--why", "x"], "nobody@example.com is not suppressed"),
+    (["suppressions", "remove", "not an address", "--why", "x"], "'not an address': invalid recipient address"),
+    (["suppressions", "add", "a@example.com", "--why", "  "], "--why needs a reason"),
+])
+def test_a_removal_that_cannot_be_done_says_why(db_url, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert str(stopped.value).startswith(message)
