@@ -23,6 +23,24 @@ def test_get_only_asks(client, sent_message, token, db_url):
     assert _pref(db_url, "sam@example.com") is None
 
 
+@pytest.mark.parametrize("route", ["u", "p"])
+def test_head_only_asks_even_with_a_form_that_would_act(client, sent_message, token, db_url, events, stored_message,
+                                                        route):
+    # link scanners and mail gateways prefetch with HEAD: only a POST may act (RFC 8058)
+    mid = sent_message("sam@example.com")
+    url = f"/{route}/{token(Purpose(route), mid)}"
+    get = client.get(url)
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', get.data)
+    form = {"List-Unsubscribe": "One-Click", "scope": "all", "unsubscribed_all": "on",
+            **({"csrf": csrf.group(1).decode()} if csrf else {})}
+    head = client.head(url, data=form)
+    assert (head.status_code, head.data) == (200, b"")
+    assert [head.headers[h] for h in ("Content-Type", "Content-Length")] == \
+        [get.headers[h] for h in ("Content-Type", "Content-Length")]
+    assert _pref(db_url, "sam@example.com") is None
+    assert events(mid) == [] and stored_message(mid).unsubscribed_at is None
+
+
 @pytest.mark.parametrize("encoding", ["form", "multipart"])
 def test_one_click_post_unsubscribes_from_the_category_at_once(client, sent_message, token, db_url, encoding):
     mid = sent_message("sam@example.com")
