@@ -131,6 +131,15 @@ def test_preferences_post_without_the_form_secret_is_refused(client, sent_messag
     assert _pref(db_url, "sam@example.com") is None
 
 
+def test_an_unsubscribe_token_spelled_any_other_way_is_404(client, sent_message, token, db_url, events):
+    mid = sent_message("sam@example.com")
+    good = token(Purpose.UNSUBSCRIBE, mid)
+    for other in (f"{good}~", f"{good}%3D%3D", f"{good[:8]}.{good[8:]}"):
+        assert client.get(f"/u/{other}").status_code == 404
+        assert client.post(f"/u/{other}", data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    assert _pref(db_url, "sam@example.com") is None and events(mid) == []
+
+
 def test_tokens_for_other_routes_do_not_work_here(client, sent_message, token):
     mid = sent_message()
     assert client.post(f"/u/{token(Purpose.PREFERENCES, mid)}", data={"scope": "all"}).status_code == 404
