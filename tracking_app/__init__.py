@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, abort, g, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from tutormax.settings import Settings, get_settings, load_settings
@@ -62,6 +63,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (track.bp, prefs.bp, responses.bp, api.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = OpenPixel(app, app.wsgi_app)  # type: ignore[method-assign]
+
+    @app.before_request
+    def _read_body() -> None:
+        # the body is read and parsed once, here, and kept for the views: a body that cannot be read
+        # (chunked framing the server refuses, a client gone midway) or parsed (JSON nested deeper
+        # than the parser recurses) is the client's fault, a 400, whichever route it was sent to
+        try:
+            request.get_data(cache=True, parse_form_data=False)
+            request.get_json(silent=True)  # silent: invalid JSON is None, for the view to refuse
+        except HTTPException:
+            raise  # too large (413) or already a client error
+        except Exception:  # what a server raises from a request body it cannot read varies
+            abort(400)
 
     @app.before_request
     def _refuse_nul() -> None:

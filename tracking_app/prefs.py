@@ -42,8 +42,8 @@ def _csrf(token: str) -> str:
 
 @bp.route("/u/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str):
-    """GET asks (link scanners GET); POST unsubscribes at once, with no cookie, session or redirect (RFC 8058)."""
-    if request.method == "GET":
+    """GET and HEAD ask (link scanners fetch both); POST unsubscribes at once, no cookie or redirect (RFC 8058)."""
+    if request.method != "POST":  # only a POST acts: whatever else reaches this view just asks
         message = _recipient(Purpose.UNSUBSCRIBE, token)
         return render_template("unsubscribe.html", label=LABELS.get(message.category, message.category), token=token)
     data = token_or_404(Purpose.UNSUBSCRIBE, token)

@@ -45,10 +45,10 @@ def announce_concern(survey_id: int) -> None:
 
 @bp.route("/f/<token>", methods=["GET", "POST"])
 def feedback(token: str):
-    """GET shows the rating form (a star in the email preselects it; scanners GET too); POST records it."""
+    """GET and HEAD show the rating form (a star in the email preselects it; scanners fetch too); POST records it."""
     message = _message(Purpose.FEEDBACK, token)
     meta = message.message_metadata
-    if request.method == "GET":
+    if request.method != "POST":  # only a POST records: HEAD is a GET without its body
         return render_template("feedback.html", token=token, rating=_rating(request.args.get("rating")),
                                student=meta.get("student_name"), tutor=meta.get("tutor_name"))
     rating = _rating(request.form.get("rating"))
@@ -72,7 +72,7 @@ def survey(token: str):
     """The tutor's three-question check-in after a first session."""
     message = _message(Purpose.SURVEY, token)
     meta = message.message_metadata
-    if request.method == "GET":
+    if request.method != "POST":  # only a POST records: HEAD is a GET without its body
         return render_template("survey.html", token=token, student=meta.get("student_name"), error=None)
     rating = _rating(request.form.get("rating"))
     engaged = request.form.get("engaged")

@@ -31,6 +31,11 @@ _MAC_BYTES = 12                 # 96-bit tag: unforgeable in practice, keeps URL
 MAX_TOKEN_CHARS = 4096          # a click token carries its target URL; nothing legitimate is longer
 
 
+def _encode(raw: bytes) -> str:
+    """The one spelling of these bytes in a token: URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 class BadToken(ValueError):
     """A token that is malformed, truncated, tampered with or for another purpose."""
 
@@ -55,7 +60,7 @@ class Signer:
     def sign(self, purpose: Purpose, message_id: int, link_id: int = 0, extra: bytes = b"") -> str:
         payload = _HEADER.pack(message_id, link_id) + extra
         raw = payload + self._mac(purpose, payload)
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return _encode(raw)
 
     def verify(self, purpose: Purpose, token: str) -> TokenData:
         if not isinstance(token, str) or not 32 <= len(token) <= MAX_TOKEN_CHARS or not token.isascii():
@@ -64,6 +69,10 @@ class Signer:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise BadToken("malformed token") from None
+        # the decoder is lenient (padding, "+" and "/", characters it skips, unused low bits in the
+        # final character): only the one spelling sign() makes is a token
+        if _encode(raw) != token:
+            raise BadToken("malformed token")
         if len(raw) < _HEADER.size + _MAC_BYTES:
             raise BadToken("truncated token")
         payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]

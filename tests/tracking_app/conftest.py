@@ -1,8 +1,16 @@
-"""Tracker fixtures: the app on each database, a test client, a sent message and its tokens."""
+"""Tracker fixtures: the app on each database, a test client, a sent message and its tokens, a real gunicorn."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -11,6 +19,8 @@ from db.models import EmailMessage, EmailTrackingEvent
 from db.session import transaction
 from tracking_app import create_app
 from tutormax.tokens import Purpose
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -104,3 +114,35 @@ def commit_answer_lost(monkeypatch):
         return monkeypatch.undo
 
     return lose
+
+
+@contextmanager
+def _serving(db_url, tmp_path, **env):
+    """The tracker under gunicorn with its own config on a free loopback port; yields its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "TUTORMAX_VAR_DIR": str(tmp_path), "TRACKER_WORKERS": "2",
+           "TRACKER_BIND": f"127.0.0.1:{port}", **env}
+    # a file, not a pipe nobody reads: a pipe that fills up (tracebacks) would stall the workers
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "tracking_app/gunicorn.conf.py"),
+                                   "tracking_app.wsgi:app"], cwd=ROOT, env=env, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def serving():
+    """`with serving(db_url, tmp_path, **env) as base_url:` runs the tracker under a real gunicorn."""
+    return _serving

@@ -1,16 +1,20 @@
 """Bad input never gets a 5xx: random, truncated, oversized and non-UTF-8 tokens, garbage forms
-behind genuine tokens, garbage API paths and query strings, wrong methods; on both databases."""
+behind genuine tokens, garbage API paths and query strings, wrong methods, request bodies that cannot
+be read or parsed (over raw sockets to a real gunicorn); on both databases."""
 
 from __future__ import annotations
 
+import json
+import socket
 from datetime import datetime, timezone
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
-from db.models import EmailCampaign
+from db.models import EmailCampaign, EmailPreference, EmailTrackingEvent, Feedback, SurveyResponse
 from db.session import transaction
 from tutormax.tokens import Purpose
 
@@ -91,3 +95,57 @@ def test_a_page_position_that_is_not_a_small_whole_number_is_400(client, db_url,
 def test_api_garbage_bodies_are_4xx(client, payload, path):
     method = "PUT" if path.endswith("/preferences") else "POST"
     _no_5xx(client.open(path, method=method, json=payload, headers=AUTH), path, payload)
+
+
+# chunked framing gunicorn refuses while the app reads the body: a size that is not hex, a negative
+# size, a control character in an extension, a NUL in a trailer, a chunk without its CRLF
+BAD_CHUNKS = [b"zz\r\n\r\n", b"-5\r\n", b"5;\x01ext\r\n", b"0\r\nX-Note: a\x00b\r\n\r\n", b"3\r\nabcXY"]
+BODY_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json"]
+TOO_DEEP = b"[" * 1000 + b"]" * 1000  # more nesting than Python's JSON parser recurses through
+
+
+def _raw(base: str, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+    """Send exactly these bytes to the server; its status, content type and body."""
+    address = urlsplit(base)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": address.netloc, "Connection": "close", **headers}.items())
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode() + body)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    fields, _, content = rest.partition(b"\r\n\r\n")
+    content_type = next((line.split(b":", 1)[1].strip().decode() for line in fields.split(b"\r\n")
+                         if line.lower().startswith(b"content-type:")), "")
+    return int(status_line.split()[1]), content_type, content
+
+
+def _is_the_bad_request_page(path: str, response: tuple[int, str, bytes]) -> bool:
+    status, content_type, content = response
+    if path.startswith("/api/"):
+        return (status, content_type) == (400, "application/json") and json.loads(content) == {"error": "bad_request"}
+    return status == 400 and content_type.startswith("text/html") and b"<h1>Bad request</h1>" in content
+
+
+def test_a_body_that_cannot_be_read_or_parsed_is_400_on_every_route(db_url, reminder, token, serving, tmp_path):
+    mid = reminder[0]
+    requests = [("POST", f"/{p.value}/{token(p, mid)}") for p in
+                (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES, Purpose.FEEDBACK, Purpose.SURVEY, Purpose.CLICK)]
+    requests += [("POST", f"/o/{token(Purpose.OPEN, mid)}.gif"),  # not the pixel's method: on to Flask
+                 ("POST", "/api/email-analytics/preferences/lookup"), ("PUT", "/api/email-analytics/preferences"),
+                 ("POST", "/api/email-analytics/unsubscribe")]
+    wrong = {}
+    with serving(db_url, tmp_path) as base:
+        for method, path in requests:
+            sent = [({"Content-Type": kind, "Transfer-Encoding": "chunked"}, chunks)
+                    for kind in BODY_TYPES for chunks in BAD_CHUNKS]
+            sent.append(({"Content-Type": "application/json", "Content-Length": str(len(TOO_DEEP))}, TOO_DEEP))
+            for headers, body in sent:
+                response = _raw(base, method, path, {**AUTH, **headers}, body)
+                if not _is_the_bad_request_page(path, response):
+                    route = path if path.startswith("/api/") else path[:3]
+                    wrong[method, route, headers["Content-Type"], body[:20]] = response[:2]
+    assert wrong == {}, sorted(wrong.items())
+    with transaction(db_url) as s:  # and nothing was acted on
+        assert [s.scalar(select(func.count()).select_from(t))
+                for t in (EmailTrackingEvent, EmailPreference, Feedback, SurveyResponse)] == [0, 0, 0, 0]

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -25,7 +19,6 @@ from tutormax.links import Links
 from tutormax.settings import load_settings
 from tutormax.tokens import Purpose
 
-ROOT = Path(__file__).resolve().parents[2]
 CONCURRENT_OPENS = 64
 
 
@@ -34,31 +27,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-@contextmanager
-def serving(db_url, tmp_path, **env):
-    """The tracker under gunicorn with its own config on a free loopback port; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": db_url, "TUTORMAX_VAR_DIR": str(tmp_path), "TRACKER_WORKERS": "2",
-           "TRACKER_BIND": f"127.0.0.1:{port}", **env}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "tracking_app/gunicorn.conf.py"),
-                               "tracking_app.wsgi:app"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_message, tmp_path):
+def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_message, tmp_path, serving):
     mid = sent_message("sam@example.com")
     with serving(db_url, tmp_path) as base:
         links = Links(load_settings())
@@ -94,7 +63,7 @@ def test_gunicorn_serves_pixel_click_and_one_click_unsubscribe(db_url, sent_mess
 
 
 def test_a_concerning_survey_answer_reaches_prefect_from_a_gevent_worker(db_url, platform, enqueue, tmp_path,
-                                                                         prefect_harness):
+                                                                         prefect_harness, serving):
     """Prefect's event client runs a thread with its own event loop; under gevent that thread is a greenlet."""
     from prefect.settings import get_current_settings
 

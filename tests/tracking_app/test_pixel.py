@@ -50,7 +50,7 @@ def test_bad_pixel_tokens_still_get_a_gif_and_record_nothing(client, sent_messag
     mid = sent_message()
     good = token(Purpose.OPEN, mid)
     for bad in (good[:-1] + ("A" if good[-1] != "A" else "B"), good[:20], token(Purpose.CLICK, mid), "x" * 40,
-                good[:16] + "/" + good[16:], "", "%ff%fe" + good):
+                good[:16] + "/" + good[16:], "", "%ff%fe" + good, good + "%3D%3D", good + "~", "." + good):
         response = client.get(f"/o/{bad}.gif")
         assert response.status_code == 200 and response.data == GIF
     assert events(mid) == []

@@ -23,6 +23,24 @@ def test_get_only_asks(client, sent_message, token, db_url):
     assert _pref(db_url, "sam@example.com") is None
 
 
+@pytest.mark.parametrize("route", ["u", "p"])
+def test_head_only_asks_even_with_a_form_that_would_act(client, sent_message, token, db_url, events, stored_message,
+                                                        route):
+    # link scanners and mail gateways prefetch with HEAD: only a POST may act (RFC 8058)
+    mid = sent_message("sam@example.com")
+    url = f"/{route}/{token(Purpose(route), mid)}"
+    get = client.get(url)
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', get.data)
+    form = {"List-Unsubscribe": "One-Click", "scope": "all", "unsubscribed_all": "on",
+            **({"csrf": csrf.group(1).decode()} if csrf else {})}
+    head = client.head(url, data=form)
+    assert (head.status_code, head.data) == (200, b"")
+    assert [head.headers[h] for h in ("Content-Type", "Content-Length")] == \
+        [get.headers[h] for h in ("Content-Type", "Content-Length")]
+    assert _pref(db_url, "sam@example.com") is None
+    assert events(mid) == [] and stored_message(mid).unsubscribed_at is None
+
+
 @pytest.mark.parametrize("encoding", ["form", "multipart"])
 def test_one_click_post_unsubscribes_from_the_category_at_once(client, sent_message, token, db_url, encoding):
     mid = sent_message("sam@example.com")
@@ -111,6 +129,15 @@ def test_preferences_post_without_the_form_secret_is_refused(client, sent_messag
     assert client.post(url, data={"unsubscribed_all": "on", "csrf": "0" * 32}).status_code == 403
     assert client.post(url, data={"unsubscribed_all": "on", "csrf": "\u00e9" * 32}).status_code == 403  # not a 500
     assert _pref(db_url, "sam@example.com") is None
+
+
+def test_an_unsubscribe_token_spelled_any_other_way_is_404(client, sent_message, token, db_url, events):
+    mid = sent_message("sam@example.com")
+    good = token(Purpose.UNSUBSCRIBE, mid)
+    for other in (f"{good}~", f"{good}%3D%3D", f"{good[:8]}.{good[8:]}"):
+        assert client.get(f"/u/{other}").status_code == 404
+        assert client.post(f"/u/{other}", data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    assert _pref(db_url, "sam@example.com") is None and events(mid) == []
 
 
 def test_tokens_for_other_routes_do_not_work_here(client, sent_message, token):

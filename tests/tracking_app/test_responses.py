@@ -89,6 +89,19 @@ def test_tracker_announces_a_concerning_answer(client, platform, db_url, enqueue
                         "payload": {"survey_id": survey_id}}]
 
 
+def test_head_is_a_get_without_its_body_and_records_nothing(client, reminder, platform, db_url, token, enqueue):
+    # link scanners prefetch with HEAD: it shows what GET shows, and only a POST records an answer
+    pages = {f"/f/{token(Purpose.FEEDBACK, reminder[0])}": {"rating": "5", "comment": "scanned"},
+             f"/s/{token(Purpose.SURVEY, _checkin(platform, db_url, enqueue)[0])}": {"rating": "1", "engaged": "no"}}
+    for url, answers in pages.items():
+        get, head = client.get(url), client.head(url, data=answers)
+        assert (get.status_code, head.status_code, head.data) == (200, 200, b"")
+        assert [head.headers[h] for h in ("Content-Type", "Content-Length")] == \
+            [get.headers[h] for h in ("Content-Type", "Content-Length")]
+    with transaction(db_url) as s:
+        assert (s.scalar(select(Feedback)), s.scalar(select(SurveyResponse))) == (None, None)
+
+
 def test_a_nul_in_a_form_is_refused_and_stores_nothing(client, reminder, db_url, token):
     # PostgreSQL stores no NUL in text: refused up front, not a failed insert (and a 500)
     mid, _, _ = reminder

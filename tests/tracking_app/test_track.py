@@ -57,6 +57,16 @@ def test_tampered_truncated_or_unknown_click_tokens_are_404(client, sent_message
         assert response.status_code == 404 and "Location" not in response.headers
 
 
+def test_a_click_token_spelled_any_other_way_is_404(client, sent_message, token, events):
+    mid = sent_message()
+    good = _click_token(token, mid)
+    for other in (f"{good}%3D%3D", f"{good}=", f"{good}~", f"~{good}", good.replace("-", "+").replace("_", "/")):
+        if other != good:
+            response = client.get(f"/c/{other}")
+            assert response.status_code == 404 and "Location" not in response.headers, other
+    assert events(mid) == []
+
+
 def test_doubled_slashes_are_a_bad_link_not_a_redirect(client, sent_message, token):
     mid = sent_message()
     for path in (f"/c//{_click_token(token, mid)}", "/c//evil.example", "/c/%2F0"):

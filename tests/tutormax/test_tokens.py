@@ -1,6 +1,9 @@
-"""Signed tokens: round trip, purpose binding, tampering, garbage."""
+"""Signed tokens: round trip, purpose binding, tampering, garbage, one spelling per token."""
 
 from __future__ import annotations
+
+import base64
+import string
 
 import pytest
 from hypothesis import given
@@ -53,3 +56,44 @@ def test_extra_payload_is_signed_too():
     assert forged != token  # different payload, different MAC: tampering with the URL breaks the token
     with pytest.raises(BadToken):
         signer.verify(Purpose.CLICK, token[:-4])
+
+
+URLSAFE = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"  # in base64 order
+
+
+def _decoded(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+def _respellings(token: str) -> set[str]:
+    """Other spellings of the same bytes that a lenient base64 decoder reads as this token."""
+    found = {token + "=" * (-len(token) % 4), token + "==", token + "====",
+             token.replace("-", "+").replace("_", "/"), token.replace("-", "+"), token.replace("_", "/")}
+    found |= {token[:i] + c + token[i:] for c in "~=. \n!%*" for i in (0, 1, len(token) // 2, len(token))}
+    return found - {token}
+
+
+def _same_bytes_other_final_character(token: str) -> str:
+    # base64 of a length that is not a multiple of 3 leaves unused low bits in its final character
+    return token[:-1] + URLSAFE[URLSAFE.index(token[-1]) ^ 1]
+
+
+@pytest.mark.parametrize("extra", [b"", b"a", b"ab"], ids=["no-padding", "two-padding", "one-padding"])
+def test_a_token_has_exactly_one_spelling(extra):
+    # a token with "-" and "_" in it, so that "+" and "/" have something to stand for
+    token = next(t for t in (signer.sign(Purpose.CLICK, mid, 1, extra) for mid in range(10_000))
+                 if "-" in t and "_" in t)
+    assert signer.verify(Purpose.CLICK, token).extra == extra
+    respellings = _respellings(token)
+    if len(token) % 4:
+        flipped = _same_bytes_other_final_character(token)
+        assert flipped != token and _decoded(flipped) == _decoded(token)
+        respellings.add(flipped)
+    accepted = []
+    for other in sorted(respellings):
+        try:
+            signer.verify(Purpose.CLICK, other)
+            accepted.append(other)
+        except BadToken:
+            pass
+    assert accepted == []
