@@ -14,8 +14,6 @@ from sqlalchemy.orm import Session
 from db.events import BounceType, EventType
 from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback, SurveyResponse
 
-CRITICAL_TYPES = ("intervention_notification", "rescheduling_alert", "first_session_checkin")
-
 
 def _day(column, session: Session):
     # one calendar day per UTC date; SQLite has no DATE type, so its date() gives text

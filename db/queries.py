@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Row, and_, exists, select
 from sqlalchemy.orm import Session
@@ -25,45 +25,39 @@ FEEDBACK_REMINDER_WORKFLOW = "feedback_reminder"
 FEEDBACK_INVITATION_WORKFLOW = "feedback_invitation"
 PAGE = 5000
 
+# the columns tasks.recipients' audiences find a recipient by, under their conventional names
+STUDENT_COLUMNS = (Student.id.label("student_id"), Student.name.label("student_name"),
+                   Student.email.label("student_email"), Student.birth_date, Student.parent_name, Student.parent_email,
+                   Student.parent_consent)
+TUTOR_COLUMNS = (Tutor.id.label("tutor_id"), Tutor.name.label("tutor_name"), Tutor.email.label("tutor_email"))
 
-def due_feedback_reminders(session: Session, now: datetime, *, after_id: int = 0, limit: int = PAGE) -> Sequence[Row]:
-    """Completed sessions that ended 24-48 hours before now, with no feedback and no reminder yet.
 
-    Both ends are inclusive: a session that ended exactly 24:00 or 48:00 ago is due.
-    Keyset-paginated on the session id so a large backlog streams in batches.
+def due_feedback_reminders(session: Session, earliest: datetime, latest: datetime, *, after_id: int = 0,
+                           limit: int = PAGE) -> Sequence[Row]:
+    """Completed sessions that ended between earliest and latest, with no feedback and no reminder yet.
+
+    Both ends are inclusive (the reminder's window is 24-48 hours before now: a session that ended
+    exactly 24:00 or 48:00 ago is due). Keyset-paginated on the session id, so a backlog streams in pages.
     """
-    return _unrated_sessions(session, FEEDBACK_REMINDER_WORKFLOW, now - timedelta(hours=48), now - timedelta(hours=24),
-                             after_id, limit)
+    return _unrated_sessions(session, FEEDBACK_REMINDER_WORKFLOW, earliest, latest, after_id, limit)
 
 
-def due_feedback_invitations(session: Session, now: datetime, *, after_id: int = 0, limit: int = PAGE) -> Sequence[Row]:
-    """Completed sessions that ended in the last 2 hours, with no feedback and no invitation yet."""
-    return _unrated_sessions(session, FEEDBACK_INVITATION_WORKFLOW, now - timedelta(hours=2), now, after_id, limit)
+def due_feedback_invitations(session: Session, earliest: datetime, latest: datetime, *, after_id: int = 0,
+                             limit: int = PAGE) -> Sequence[Row]:
+    """Completed sessions that ended between earliest and latest, with no feedback and no invitation yet."""
+    return _unrated_sessions(session, FEEDBACK_INVITATION_WORKFLOW, earliest, latest, after_id, limit)
 
 
 def _unrated_sessions(session: Session, workflow: str, earliest: datetime, latest: datetime, after_id: int,
                       limit: int) -> Sequence[Row]:
     no_feedback = ~exists().where(Feedback.session_id == TutoringSession.id)
-    not_planned = ~exists().where(
-        and_(
-            EmailWorkflowState.workflow_type == workflow,
-            EmailWorkflowState.entity_type == "session",
-            EmailWorkflowState.entity_id == TutoringSession.id,
-        )
-    )
     query = (
         select(
             TutoringSession.id.label("session_id"),
-            TutoringSession.ended_at,
+            TutoringSession.ended_at.label("session_ended_at"),
             TutoringSession.subject.label("subject_name"),
             Tutor.name.label("tutor_name"),
-            Student.id.label("student_id"),
-            Student.name.label("student_name"),
-            Student.email.label("student_email"),
-            Student.birth_date,
-            Student.parent_name,
-            Student.parent_email,
-            Student.parent_consent,
+            *STUDENT_COLUMNS,
         )
         .join(Tutor, Tutor.id == TutoringSession.tutor_id)
         .join(Student, Student.id == TutoringSession.student_id)
@@ -73,7 +67,7 @@ def _unrated_sessions(session: Session, workflow: str, earliest: datetime, lates
             TutoringSession.ended_at <= latest,
             TutoringSession.id > after_id,
             no_feedback,
-            not_planned,
+            not_planned(workflow, "session", TutoringSession.id),
         )
         .order_by(TutoringSession.id)
         .limit(limit)
@@ -96,24 +90,26 @@ CHECKIN_WORKFLOW = "first_session_checkin"
 ESCALATION_WORKFLOW = "checkin_escalation"
 
 
-def _not_planned(workflow: str, entity_type: str, entity_id):
+def not_planned(workflow: str, entity_type: str, entity_id):
+    """No email of this workflow was planned for this entity yet (the planner's idempotency key says the same)."""
     return ~exists().where(and_(EmailWorkflowState.workflow_type == workflow, EmailWorkflowState.entity_type == entity_type,
                                 EmailWorkflowState.entity_id == entity_id))
 
 
-def due_first_session_checkins(session: Session, now: datetime, *, after_id: int = 0, limit: int = PAGE) -> Sequence[Row]:
-    """First sessions of a tutor with a student that ended 2-4 hours ago (both ends inclusive), not checked in on yet.
+def due_first_session_checkins(session: Session, earliest: datetime, latest: datetime, *, after_id: int = 0,
+                               limit: int = PAGE) -> Sequence[Row]:
+    """First sessions of a tutor with a student that ended between earliest and latest, not checked in on yet.
 
-    Only completed sessions: a no-show or a cancellation never ended, so it never qualifies.
+    Both ends inclusive. Only completed sessions: a no-show or a cancellation never ended, so it never qualifies.
     """
     s = TutoringSession
     return session.execute(
-        select(s.id.label("session_id"), s.ended_at, s.subject.label("subject_name"), Tutor.id.label("tutor_id"),
-               Tutor.name.label("tutor_name"), Tutor.email.label("tutor_email"), Student.name.label("student_name"))
+        select(s.id.label("session_id"), s.ended_at.label("session_ended_at"), s.subject.label("subject_name"),
+               *TUTOR_COLUMNS, Student.name.label("student_name"))
         .join(Tutor, Tutor.id == s.tutor_id).join(Student, Student.id == s.student_id)
         .where(s.status == SessionStatus.COMPLETED, s.session_number == 1,
-               s.ended_at >= now - timedelta(hours=4), s.ended_at <= now - timedelta(hours=2), s.id > after_id,
-               _not_planned(CHECKIN_WORKFLOW, "session", s.id))
+               s.ended_at >= earliest, s.ended_at <= latest, s.id > after_id,
+               not_planned(CHECKIN_WORKFLOW, "session", s.id))
         .order_by(s.id).limit(limit)
     ).all()
 
@@ -129,7 +125,7 @@ def unescalated_concerns(session: Session, *, survey_id: int | None = None, afte
         .join(Tutor, Tutor.id == r.tutor_id).join(Manager, Manager.id == Tutor.manager_id)
         .outerjoin(TutoringSession, TutoringSession.id == r.session_id)
         .outerjoin(Student, Student.id == TutoringSession.student_id)
-        .where(r.concerning.is_(True), r.id > after_id, _not_planned(ESCALATION_WORKFLOW, "survey", r.id))
+        .where(r.concerning.is_(True), r.id > after_id, not_planned(ESCALATION_WORKFLOW, "survey", r.id))
         .order_by(r.id).limit(limit)
     )
     if survey_id is not None:

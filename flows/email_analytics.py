@@ -10,6 +10,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 
 from db.session import transaction
 from tasks.analytics import Report, build_report, write_report
+from flows.pipeline import run_name
 from tasks.cleanup import ingest_journal
 from tasks.plan import DB_RETRIES
 from tutormax.clock import resolve_now
@@ -66,7 +67,7 @@ def publish(report: Report, path: str) -> dict[str, Any]:
                          for t in report.ab_tests}}
 
 
-@flow(name="email-analytics")
+@flow(name="email-analytics", flow_run_name=run_name)
 def email_analytics(start: date | None = None, end: date | None = None, now: datetime | None = None,
                     days: int = 30) -> dict[str, Any]:
     """Report on messages created from start to end (local dates, end inclusive; default: the last `days` days)."""

@@ -7,11 +7,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.pipeline import plan_and_send
-from tasks.plan_digests import plan_manager_digests
+from flows.pipeline import plan_and_send, run_name
+from tasks.plan_digests import MANAGER, plan_manager_digests
 
 
-@flow(name="manager-digests")
+@flow(name="manager-digests", flow_run_name=run_name)
 def manager_digests(now: datetime | None = None, dry_run: bool = False, batch_size: int | None = None) -> dict[str, Any]:
     """Send each manager last week's view of their tutors, once per week."""
-    return plan_and_send("manager-digests", plan_manager_digests, ["manager_digest"], now, dry_run, batch_size)
+    return plan_and_send("manager-digests", plan_manager_digests, [MANAGER], now, dry_run, batch_size)

@@ -7,11 +7,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.pipeline import plan_and_send
-from tasks.plan_digests import plan_monthly_summaries
+from flows.pipeline import plan_and_send, run_name
+from tasks.plan_digests import MONTHLY, plan_monthly_summaries
 
 
-@flow(name="monthly-summaries")
+@flow(name="monthly-summaries", flow_run_name=run_name)
 def monthly_summaries(now: datetime | None = None, dry_run: bool = False, batch_size: int | None = None) -> dict[str, Any]:
     """Send each active student last month's summary, once per month."""
-    return plan_and_send("monthly-summaries", plan_monthly_summaries, ["monthly_summary"], now, dry_run, batch_size)
+    return plan_and_send("monthly-summaries", plan_monthly_summaries, [MONTHLY], now, dry_run, batch_size)

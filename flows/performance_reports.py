@@ -7,11 +7,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.pipeline import plan_and_send
-from tasks.plan_digests import plan_performance_reports
+from flows.pipeline import plan_and_send, run_name
+from tasks.plan_digests import PERFORMANCE, plan_performance_reports
 
 
-@flow(name="performance-reports")
+@flow(name="performance-reports", flow_run_name=run_name)
 def performance_reports(now: datetime | None = None, dry_run: bool = False, batch_size: int | None = None) -> dict[str, Any]:
     """Send each active tutor last month's performance report, once per month."""
-    return plan_and_send("performance-reports", plan_performance_reports, ["performance_report"], now, dry_run, batch_size)
+    return plan_and_send("performance-reports", plan_performance_reports, [PERFORMANCE], now, dry_run, batch_size)

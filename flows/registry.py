@@ -1,42 +1,25 @@
-"""Every flow by name, and serving all of prefect.yaml's deployments from one process."""
+"""prefect.yaml is the one list of deployments: every flow by name, and serving them all from one process."""
 
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from prefect import Flow, serve
-from prefect.events import DeploymentEventTrigger
-from prefect.schedules import Cron
 
-from flows.checkin_escalations import checkin_escalations
-from flows.cleanup_old_tracking_events import cleanup_old_tracking_events
-from flows.email_analytics import email_analytics
-from flows.feedback_invitations import feedback_invitations
-from flows.feedback_reminders import feedback_reminders
-from flows.first_session_checkins import first_session_checkins
-from flows.manager_digests import manager_digests
-from flows.monthly_summaries import monthly_summaries
-from flows.performance_reports import performance_reports
-from flows.rescheduling_alerts import rescheduling_alerts
-from flows.weekly_digests import weekly_digests
-from tutormax.settings import get_settings
+from tutormax.settings import PROJECT_ROOT, get_settings
 
-FLOWS: dict[str, Flow] = {
-    "feedback-invitations": feedback_invitations,
-    "feedback-reminders": feedback_reminders,
-    "first-session-checkins": first_session_checkins,
-    "checkin-escalations": checkin_escalations,
-    "rescheduling-alerts": rescheduling_alerts,
-    "weekly-digests": weekly_digests,
-    "manager-digests": manager_digests,
-    "monthly-summaries": monthly_summaries,
-    "performance-reports": performance_reports,
-    "cleanup-old-tracking-events": cleanup_old_tracking_events,
-    "email-analytics": email_analytics,
-}
+if TYPE_CHECKING:
+    from prefect import Flow
+
+PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+
+
+def deployment_specs(prefect_yaml: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """The deployments as prefect.yaml writes them (no flow is imported)."""
+    return yaml.safe_load(prefect_yaml.read_text())["deployments"]
 
 
 def load_flow(entrypoint: str) -> Flow:
@@ -46,12 +29,20 @@ def load_flow(entrypoint: str) -> Flow:
     return getattr(module, name)
 
 
-def deployments(prefect_yaml: Path) -> list[Any]:
+@lru_cache(maxsize=1)
+def load_all_flows() -> dict[str, Flow]:
+    """Every deployment's flow by deployment name (importing a flow's module declares its email types)."""
+    return {spec["name"]: load_flow(spec["entrypoint"]) for spec in deployment_specs()}
+
+
+def deployments(prefect_yaml: Path = PREFECT_YAML) -> list[Any]:
     """RunnerDeployments for every entry in prefect.yaml, on TIMEZONE (so 9:00 stays 9:00 across DST)."""
-    spec = yaml.safe_load(prefect_yaml.read_text())
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
     timezone = get_settings().timezone
     built = []
-    for entry in spec["deployments"]:
+    for entry in deployment_specs(prefect_yaml):
         flow = load_flow(entry["entrypoint"])
         schedules = [Cron(s["cron"], timezone=timezone) for s in entry.get("schedules", [])]
         built.append(
@@ -69,6 +60,8 @@ def deployments(prefect_yaml: Path) -> list[Any]:
     return built
 
 
-def serve_all(prefect_yaml: Path) -> None:
+def serve_all(prefect_yaml: Path = PREFECT_YAML) -> None:
     """Serve every deployment until interrupted; schedules fire and runs show in the UI."""
+    from prefect import serve
+
     serve(*deployments(prefect_yaml))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from db import analytics
 from db.models import EmailCampaign
+from tasks.email_types import critical_types
 from tutormax.metrics import COUNTS, rates_of, ratio, with_rates
 
 TTO_ORDER = ["under 1 hour", "1-4 hours", "4-24 hours", "1-3 days", "over 3 days"]
@@ -44,8 +45,8 @@ class Report:
 
 def render_ms_p50(samples_per_type: int = 50) -> float:
     """Measured, not assumed: median milliseconds to render each template type with sample data."""
+    from tasks.email_types import SAMPLE_NOW, all_types
     from tasks.render import Renderer, message_context
-    from tasks.samples import NOW, SAMPLES
     from tutormax.links import Links
     from tutormax.settings import get_settings
 
@@ -53,11 +54,11 @@ def render_ms_p50(samples_per_type: int = 50) -> float:
     renderer, links = Renderer(settings.timezone), Links(settings)
     timings = []
     for template_type, name in renderer.available():
-        recipient, metadata = SAMPLES[template_type]
+        recipient, metadata = all_types()[template_type].sample
         for i in range(samples_per_type):
             started = time.perf_counter()
             context = message_context(template_type=template_type, message_id=i + 1, recipient_name=recipient,
-                                      metadata=metadata, settings=settings, links=links, now=NOW)
+                                      metadata=metadata, settings=settings, links=links, now=SAMPLE_NOW)
             renderer.render(template_type, name, context)
             timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings)
@@ -67,7 +68,7 @@ def success_metrics(session: Session, frame: pd.DataFrame, start: datetime, end:
                     render_ms: float) -> pd.DataFrame:
     """The product's success-metrics table, from real data, each with its target and a pass/fail mark."""
     totals = frame[["attempted", "delivered", "opened_human", "clicked_human"]].sum() if len(frame) else {}
-    critical = frame[frame["template_type"].isin(analytics.CRITICAL_TYPES)]
+    critical = frame[frame["template_type"].isin(critical_types())]
     reminded, answered = analytics.feedback_after_reminders(session, start, end)
     checkins, responded = analytics.checkin_engagement(session, start, end)
 

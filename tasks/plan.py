@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
-from prefect import task
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from db import outbox, queries
-from db.events import PRIORITY_RANK, Category, Priority
 from db.session import transaction
 from tasks.abtest import assign_variant
-from tasks.recipients import for_student, preference_skip
+from tasks.email_types import EmailType
+from tasks.recipients import STUDENT, Audience, preference_skip
 from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.logs import run_logger
 from tutormax.settings import get_settings
@@ -64,67 +68,72 @@ def assign_variants(session: Session, planned: list[outbox.PlannedMessage]) -> l
     return planned
 
 
-def _today(now: datetime):
+def local_day(now: datetime):
+    """The date in TIMEZONE at this instant."""
     return now.astimezone(get_settings().tz).date()
 
 
-def session_feedback_messages(rows, prefs, today, workflow: str, template_type: str, step: str,
-                              priority: Priority) -> list[outbox.PlannedMessage]:
-    """One planned feedback email per session, to the student or (under 13) the consenting parent."""
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def row_messages(session: Session, rows: Sequence[Row], email: EmailType, *, workflow: str, entity_type: str,
+                 key: str, step: str, audience: Audience, today: date) -> list[outbox.PlannedMessage]:
+    """One email of this type per row, to the row's recipient; the row's other columns are its metadata."""
+    recipients = [audience.resolve(row, today) for row in rows]
+    prefs = queries.preferences_for(session, [r.email for r in recipients if r.email])
     planned = []
-    for row in rows:
-        recipient = for_student(
-            student_name=row.student_name, student_email=row.student_email, birth_date=row.birth_date,
-            parent_name=row.parent_name, parent_email=row.parent_email, parent_consent=row.parent_consent, today=today,
-        )
-        skip = recipient.skip_reason or preference_skip(
-            prefs.get((recipient.email or "").lower()), Category.FEEDBACK_REMINDERS
-        )
-        planned.append(
-            outbox.PlannedMessage(
-                workflow_type=workflow, entity_type="session", entity_id=row.session_id, step=step,
-                template_type=template_type, category=Category.FEEDBACK_REMINDERS,
-                recipient_type=recipient.type, recipient_email=recipient.email, recipient_name=recipient.name,
-                recipient_id=row.student_id, priority=PRIORITY_RANK[priority], skip_reason=skip,
-                metadata={
-                    "session_id": row.session_id,
-                    "student_name": row.student_name,
-                    "tutor_name": row.tutor_name,
-                    "subject_name": row.subject_name,
-                    "session_ended_at": row.ended_at.isoformat(),
-                    "is_parent": recipient.is_parent,
-                },
-            )
-        )
+    for row, recipient in zip(rows, recipients):
+        skip = recipient.skip_reason or preference_skip(prefs.get((recipient.email or "").lower()), email.category)
+        metadata = {k: _json_safe(v) for k, v in row._mapping.items() if k not in audience.private}
+        if audience is STUDENT:
+            metadata["is_parent"] = recipient.is_parent
+        planned.append(outbox.PlannedMessage(
+            workflow_type=workflow, entity_type=entity_type, entity_id=getattr(row, key), step=step,
+            template_type=email.name, category=email.category, recipient_type=recipient.type,
+            recipient_email=recipient.email, recipient_name=recipient.name, recipient_id=recipient.id,
+            priority=email.rank, skip_reason=skip, metadata=metadata))
     return planned
-
-
-def _session_feedback_page(query, workflow: str, template_type: str, step: str, priority: Priority, now: datetime):
-    def page(session: Session, after_id: int):
-        rows = query(session, now, after_id=after_id)
-        if not rows:
-            return [], None
-        prefs = queries.preferences_for(session, [r.student_email for r in rows] + [r.parent_email for r in rows])
-        planned = session_feedback_messages(rows, prefs, _today(now), workflow, template_type, step, priority)
-        return planned, rows[-1].session_id
-
-    return page
 
 
 DB_RETRIES = {"retries": 2, "retry_delay_seconds": [10, 60], "retry_condition_fn": retry_on(*DATABASE_DOWN)}
 
-
-@task(name="plan-feedback-reminders", **DB_RETRIES)
-def plan_feedback_reminders(now: datetime, dry_run: bool = False) -> dict[str, int]:
-    """Write one reminder per session 24-48 hours old without feedback (insert-or-ignore)."""
-    page = _session_feedback_page(queries.due_feedback_reminders, queries.FEEDBACK_REMINDER_WORKFLOW,
-                                  "feedback_reminder", "reminder", Priority.MEDIUM, now)
-    return run_planner("feedback reminders", page, now, dry_run)
+DueQuery = Callable[..., Sequence[Row]]
 
 
-@task(name="plan-feedback-invitations", **DB_RETRIES)
-def plan_feedback_invitations(now: datetime, dry_run: bool = False) -> dict[str, int]:
-    """Write one invitation per session that ended in the last two hours (insert-or-ignore)."""
-    page = _session_feedback_page(queries.due_feedback_invitations, queries.FEEDBACK_INVITATION_WORKFLOW,
-                                  "feedback_invitation", "invitation", Priority.HIGH, now)
-    return run_planner("feedback invitations", page, now, dry_run)
+def one_per_row(*, name: str, query: DueQuery, email: EmailType, audience: Audience, entity_type: str, key: str,
+                step: str, window: tuple[timedelta, timedelta], covers: str, workflow: str | None = None) -> Task:
+    """A planning task that writes one email per row the named query finds due, once per row, ever.
+
+    The query is called as query(session, earliest, latest, after_id=...), where [earliest, latest]
+    is `window` before the run's now (both ends inclusive), and pages on the column `key`. Its rows
+    carry `key` and the audience's columns (tasks.recipients); every other column is kept as the
+    message's metadata, for the template. The workflow (default: the type's name), the row's key and
+    `step` make the idempotency key: a rerun, or a row found again by an overlapping window, plans
+    nothing twice. `covers` says what the window is of ("sessions that ended"), for the run summary.
+    """
+    workflow = workflow or email.name
+
+    def plan(now: datetime, dry_run: bool = False) -> dict[str, Any]:
+        earliest, latest, today = now - window[0], now - window[1], local_day(now)
+
+        def page(session: Session, after_id: int):
+            rows = query(session, earliest, latest, after_id=after_id)
+            if not rows:
+                return [], None
+            return row_messages(session, rows, email, workflow=workflow, entity_type=entity_type, key=key,
+                                step=step, audience=audience, today=today), getattr(rows[-1], key)
+
+        tz = get_settings().tz
+        return {**run_planner(name, page, now, dry_run),
+                "covers": f"{covers} {earliest.astimezone(tz):%a %Y-%m-%d %H:%M} to "
+                          f"{latest.astimezone(tz):%a %Y-%m-%d %H:%M %Z}"}
+
+    # a name of its own per automation: Prefect keys tasks by their function's name
+    plan.__name__ = plan.__qualname__ = f"plan_{name.replace('-', '_')}"
+    description = f"Plan one {email.name} per row {query.__name__} finds due, once per row."
+    return task(plan, name=f"plan-{name}", description=description, cache_policy=NO_CACHE, **DB_RETRIES)

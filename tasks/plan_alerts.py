@@ -9,11 +9,38 @@ from prefect import task
 from sqlalchemy.orm import Session
 
 from db import interventions, outbox, queries
-from db.events import PRIORITY_RANK, Category, Priority
+from db.events import Category, Priority
 from db.session import transaction
+from tasks.email_types import email_type
 from tasks.plan import DB_RETRIES, run_planner
 from tasks.recipients import preference_skip
+from tutormax.links import Links
 from tutormax.settings import get_settings
+
+
+def _alert_context(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    return {"tutor_name": meta["tutor_name"], "reschedules_7d": meta["reschedules_7d"],
+            "reschedules_14d": meta["reschedules_14d"], "scheduling_help_url": f"{links.base}/help#scheduling",
+            "support_url": f"{links.base}/help"}
+
+
+def _intervention_context(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
+    keys = ("manager_name", "tutor_name", "reason", "reschedules_7d", "reschedules_14d", "survey_rating",
+            "survey_comment", "student_name")
+    return {k: meta.get(k) for k in keys}
+
+
+RESCHEDULING_ALERT = email_type(
+    "rescheduling_alert", category=Category.SYSTEM_NOTIFICATIONS, priority=Priority.HIGH, critical=True,
+    context=_alert_context,
+    sample=("Ana Rivera", {"tutor_name": "Ana Rivera", "reschedules_7d": 3, "reschedules_14d": 4}))
+# a tutor's manager, about a pattern of reschedules (here) or a concerning check-in answer (tasks.plan_checkins)
+INTERVENTION_NOTIFICATION = email_type(
+    "intervention_notification", category=Category.SYSTEM_NOTIFICATIONS, priority=Priority.HIGH, critical=True,
+    context=_intervention_context,
+    sample=("Sam Lee", {"reason": "reschedules", "manager_name": "Sam Lee", "tutor_name": "Ana Rivera",
+                        "student_name": None, "survey_rating": None, "survey_comment": None, "reschedules_7d": 4,
+                        "reschedules_14d": 7}))
 
 
 def alert_messages(rows, prefs, day: str) -> list[outbox.PlannedMessage]:
@@ -23,25 +50,25 @@ def alert_messages(rows, prefs, day: str) -> list[outbox.PlannedMessage]:
         counts = {"reschedules_7d": int(row.reschedules_7d), "reschedules_14d": int(row.reschedules_14d)}
         planned.append(outbox.PlannedMessage(
             workflow_type=interventions.ALERT_WORKFLOW, entity_type="tutor", entity_id=row.tutor_id, step=f"alert:{day}",
-            template_type="rescheduling_alert", category=Category.SYSTEM_NOTIFICATIONS, recipient_type="tutor",
+            template_type=RESCHEDULING_ALERT.name, category=RESCHEDULING_ALERT.category, recipient_type="tutor",
             recipient_email=row.tutor_email, recipient_name=row.tutor_name, recipient_id=row.tutor_id,
-            priority=PRIORITY_RANK[Priority.HIGH],
-            skip_reason=preference_skip(prefs.get(row.tutor_email.lower()), Category.SYSTEM_NOTIFICATIONS),
+            priority=RESCHEDULING_ALERT.rank,
+            skip_reason=preference_skip(prefs.get(row.tutor_email.lower()), RESCHEDULING_ALERT.category),
             metadata={"tutor_name": row.tutor_name, **counts}))
         if counts["reschedules_14d"] >= interventions.INTERVENTION_THRESHOLD_14D and row.manager_email:
             planned.append(outbox.PlannedMessage(
                 workflow_type=interventions.INTERVENTION_WORKFLOW, entity_type="tutor", entity_id=row.tutor_id,
-                step=f"intervention:{day}", template_type="intervention_notification",
-                category=Category.SYSTEM_NOTIFICATIONS, recipient_type="manager", recipient_email=row.manager_email,
-                recipient_name=row.manager_name, recipient_id=row.manager_id, priority=PRIORITY_RANK[Priority.HIGH],
-                skip_reason=preference_skip(prefs.get(row.manager_email.lower()), Category.SYSTEM_NOTIFICATIONS),
+                step=f"intervention:{day}", template_type=INTERVENTION_NOTIFICATION.name,
+                category=INTERVENTION_NOTIFICATION.category, recipient_type="manager", recipient_email=row.manager_email,
+                recipient_name=row.manager_name, recipient_id=row.manager_id, priority=INTERVENTION_NOTIFICATION.rank,
+                skip_reason=preference_skip(prefs.get(row.manager_email.lower()), INTERVENTION_NOTIFICATION.category),
                 metadata={"reason": "reschedules", "manager_name": row.manager_name, "tutor_name": row.tutor_name,
                           "student_name": None, "survey_rating": None, "survey_comment": None, **counts}))
     return planned
 
 
 @task(name="plan-rescheduling-alerts", **DB_RETRIES)
-def plan_rescheduling_alerts(now: datetime, dry_run: bool = False) -> dict[str, int]:
+def plan_rescheduling_alerts(now: datetime, dry_run: bool = False) -> dict[str, Any]:
     """Write alerts (and manager interventions) for tutors over the thresholds and out of cooldown."""
     day = now.astimezone(get_settings().tz).date().isoformat()
 
@@ -52,7 +79,9 @@ def plan_rescheduling_alerts(now: datetime, dry_run: bool = False) -> dict[str, 
         prefs = queries.preferences_for(session, [r.tutor_email for r in rows] + [r.manager_email for r in rows])
         return alert_messages(rows, prefs, day), rows[-1].tutor_id
 
-    return run_planner("rescheduling alerts", page, now, dry_run)
+    local = now.astimezone(get_settings().tz)
+    return {**run_planner("rescheduling alerts", page, now, dry_run),
+            "covers": f"tutors' reschedules in the 7 and 14 days to {local:%a %Y-%m-%d %H:%M %Z}"}
 
 
 def _rate(reschedules: int, sessions: int) -> float | None:

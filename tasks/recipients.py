@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from db.events import Category, SkipReason
 from db.models import EmailPreference
@@ -20,8 +22,9 @@ def age_on(birth_date: date, day: date) -> int:
 class Recipient:
     email: str | None
     name: str | None
-    type: str  # student | parent
+    type: str  # tutor | student | parent | manager
     skip_reason: str | None = None
+    id: int | None = None  # the tutor's, student's (also for a parent) or manager's id
 
     @property
     def is_parent(self) -> bool:
@@ -36,7 +39,8 @@ def for_student(*, student_name: str, student_email: str | None, birth_date: dat
             return Recipient(None, parent_name, "parent", SkipReason.UNDER_13_NO_PARENT_EMAIL)
         if not parent_consent:
             return Recipient(parent_email, parent_name, "parent", SkipReason.UNDER_13_NO_PARENT_CONSENT)
-        return Recipient(parent_email, parent_name or f"Parent of {student_name}", "parent")
+        # no name on file: the greeting says "Hi there," and To: is the bare address
+        return Recipient(parent_email, parent_name, "parent")
     if not student_email:
         return Recipient(None, student_name, "student", SkipReason.NO_ADDRESS)
     return Recipient(student_email, student_name, "student")
@@ -53,3 +57,33 @@ def preference_skip(pref: EmailPreference | None, category: Category) -> str | N
     if not getattr(pref, category.value):
         return SkipReason.CATEGORY_OPT_OUT
     return None
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a due row's email goes to, found from the row's columns by their conventional names.
+
+    `private` are the columns that only serve to find the recipient: they stay out of the message's
+    stored metadata (a template has no use for a birth date or an address).
+    """
+
+    name: str
+    resolve: Callable[[Any, date], Recipient]
+    private: frozenset[str]
+
+
+def _student(row, today: date) -> Recipient:
+    found = for_student(student_name=row.student_name, student_email=row.student_email, birth_date=row.birth_date,
+                        parent_name=row.parent_name, parent_email=row.parent_email,
+                        parent_consent=row.parent_consent, today=today)
+    return Recipient(found.email, found.name, found.type, found.skip_reason, row.student_id)
+
+
+# a row for students has student_id, student_name, student_email, birth_date and parent_name/_email/_consent
+STUDENT = Audience("student", _student,
+                   frozenset({"student_email", "birth_date", "parent_name", "parent_email", "parent_consent"}))
+# a row for tutors has tutor_id, tutor_name and tutor_email; for managers the same with manager_
+TUTOR = Audience("tutor", lambda row, today: Recipient(row.tutor_email, row.tutor_name, "tutor", id=row.tutor_id),
+                 frozenset({"tutor_email"}))
+MANAGER = Audience("manager", lambda row, today: Recipient(row.manager_email, row.manager_name, "manager",
+                                                           id=row.manager_id), frozenset({"manager_email"}))

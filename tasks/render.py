@@ -15,6 +15,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, select_autoescape
 from markupsafe import Markup
 
+from tasks import email_types
 from tasks.preinline import Unsupported, base_of, preinline
 from tutormax.links import Links
 from tutormax.settings import PROJECT_ROOT, Settings
@@ -149,91 +150,17 @@ def brand(settings: Settings) -> dict[str, str]:
     }
 
 
-def _feedback_reminder(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    ended = datetime.fromisoformat(meta["session_ended_at"])
-    return {
-        "student_name": meta["student_name"],
-        "tutor_name": meta["tutor_name"],
-        "subject_name": meta["subject_name"],
-        "session_date": ended,
-        "hours_since_session": max(0, int((now - ended).total_seconds() // 3600)),
-        "feedback_url": links.feedback(message_id),
-        "is_parent": bool(meta["is_parent"]),
-    }
+_HONORIFICS = {"mr", "mrs", "ms", "mx", "dr", "prof"}
 
 
-def _feedback_invitation(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    context = _feedback_reminder(meta, links, message_id, now)
-    del context["hours_since_session"]
-    return context
-
-
-def _first_session_checkin(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    return {"tutor_name": meta["tutor_name"], "student_name": meta["student_name"], "subject_name": meta["subject_name"],
-            "session_date": datetime.fromisoformat(meta["session_ended_at"]), "survey_url": links.survey(message_id)}
-
-
-def _intervention_notification(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    keys = ("manager_name", "tutor_name", "reason", "reschedules_7d", "reschedules_14d", "survey_rating",
-            "survey_comment", "student_name")
-    return {**{k: meta.get(k) for k in keys}, "dashboard_url": f"{links.base}/help"}
-
-
-def _rescheduling_alert(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    return {"tutor_name": meta["tutor_name"], "reschedules_7d": meta["reschedules_7d"],
-            "reschedules_14d": meta["reschedules_14d"], "scheduling_help_url": f"{links.base}/help#scheduling",
-            "support_url": f"{links.base}/help"}
-
-
-def _dates(meta: dict[str, Any]) -> dict[str, Any]:
-    return {"period_start": date.fromisoformat(meta["period_start"]), "period_end": date.fromisoformat(meta["period_end"])}
-
-
-def _session_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{**row, "date": date.fromisoformat(row["date"])} for row in meta.get("sessions", [])]
-
-
-def _weekly_digest(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    keys = ("audience", "sessions_completed", "no_shows", "reschedules", "average_rating", "feedback_count", "highlights")
-    return {**{k: meta[k] for k in keys}, **_dates(meta), "sessions": _session_rows(meta),
-            "dashboard_url": f"{links.base}/help"}
-
-
-def _parent_notification(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    keys = ("student_name", "kind", "sessions_completed", "no_shows", "average_rating")
-    return {**{k: meta[k] for k in keys}, **_dates(meta), "sessions": _session_rows(meta),
-            "dashboard_url": f"{links.base}/help"}
-
-
-def _manager_digest(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    escalations = [{**e, "submitted_at": datetime.fromisoformat(e["submitted_at"])} for e in meta["escalations"]]
-    return {"manager_name": meta["manager_name"], **_dates(meta), "tutors": meta["tutors"], "escalations": escalations,
-            "dashboard_url": f"{links.base}/help"}
-
-
-def _monthly_summary(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    keys = ("student_name", "month_label", "sessions_completed", "total_minutes", "tutors", "subjects")
-    return {**{k: meta[k] for k in keys}, "dashboard_url": f"{links.base}/help"}
-
-
-def _performance_report(meta: dict[str, Any], links: Links, message_id: int, now: datetime) -> dict[str, Any]:
-    return {"tutor_name": meta["tutor_name"], "month_label": meta["month_label"], "metrics": meta["metrics"],
-            "dashboard_url": f"{links.base}/help"}
-
-
-# per template type: the message's stored metadata -> that template's variables
-CONTEXT_BUILDERS: dict[str, Callable[[dict[str, Any], Links, int, datetime], dict[str, Any]]] = {
-    "feedback_reminder": _feedback_reminder,
-    "feedback_invitation": _feedback_invitation,
-    "first_session_checkin": _first_session_checkin,
-    "intervention_notification": _intervention_notification,
-    "rescheduling_alert": _rescheduling_alert,
-    "weekly_digest": _weekly_digest,
-    "parent_notification": _parent_notification,
-    "manager_digest": _manager_digest,
-    "monthly_summary": _monthly_summary,
-    "performance_report": _performance_report,
-}
+def first_name(name: str | None) -> str:
+    """What a greeting calls someone: "Imani" for "Imani Nelson", "Dr. Okafor" kept whole, "there" for nobody."""
+    words = (name or "").split()
+    if not words:
+        return "there"
+    if words[0].lower().rstrip(".") in _HONORIFICS:
+        return " ".join(words)
+    return words[0]
 
 
 def message_context(
@@ -244,11 +171,13 @@ def message_context(
     context = {
         "brand": brand(settings),
         "recipient_name": recipient_name or "there",
+        "first_name": first_name(recipient_name),
         "unsubscribe_url": links.unsubscribe(message_id),
         "preferences_url": links.preferences(message_id),
+        "dashboard_url": settings.dashboard_url,
         "now": now,
     }
-    context.update(CONTEXT_BUILDERS[template_type](metadata, links, message_id, now))
+    context.update(email_types.get(template_type).context(metadata, links, message_id, now))
     return context
 
 

@@ -10,18 +10,21 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.deliver import DeliveryReport
+from tutormax.settings import get_settings
 
 FIGURES = ("planned", "sent", "deferred", "failed", "bounced", "blocked", "skipped", "withdrawn", "already_planned")
 
 
-def summarize(flow_name: str, now: datetime, planned: dict[str, int], delivery: DeliveryReport | None,
-              dry_run: bool) -> dict[str, Any]:
+def summarize(flow_name: str, now: datetime, planned: dict[str, Any], delivery: DeliveryReport | None,
+              dry_run: bool, explicit_now: bool = False) -> dict[str, Any]:
     """One dict of counts for the run: what was planned and what delivery did with it."""
     counts = delivery.counts if delivery else {}
     render_ms = sorted(delivery.render_ms) if delivery else []
     return {
         "flow": flow_name,
         "now": now.isoformat(),
+        "explicit_now": explicit_now,
+        "covers": planned.get("covers"),
         "dry_run": dry_run,
         "planned": planned.get("queued", 0),
         "skipped": planned.get("skipped", 0),
@@ -39,10 +42,22 @@ def summarize(flow_name: str, now: datetime, planned: dict[str, int], delivery: 
     }
 
 
+def heading(flow_name: str, now: datetime, parameters: dict[str, Any], covers: str | None = None) -> str:
+    """An artifact's head: the run in local time, what it covered and the parameters it ran with."""
+    tz = get_settings().tz
+    local = now.astimezone(tz)
+    shown = ", ".join(f"`{k}={v.astimezone(tz):%Y-%m-%d %H:%M %Z}`" if isinstance(v, datetime) else f"`{k}={v}`"
+                      for k, v in parameters.items())
+    return (f"# {flow_name}, {local:%a %Y-%m-%d %H:%M %Z}\n\n" + (f"Covers {covers}.\n\n" if covers else "")
+            + f"Parameters: {shown}.\n\n")
+
+
 @task(name="publish-summary")
 def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """Write the run's counts as a keyed markdown artifact (it versions on the Artifacts page)."""
     rows = "\n".join(f"| {name.replace('_', ' ')} | {summary[name]} |" for name in FIGURES)
+    now = datetime.fromisoformat(summary["now"])
+    parameters = {"dry_run": summary["dry_run"], "now": now if summary["explicit_now"] else None}
     notes = []
     if summary["dry_run"]:
         notes.append("Dry run: nothing was written or sent.")
@@ -50,15 +65,16 @@ def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
         notes.append(f"Delivery stopped: {summary['delivery_error']}. Unsent messages stay queued for the next run.")
     if summary["render_ms_p50"] is not None:
         notes.append(f"Render p50: {summary['render_ms_p50']} ms.")
-    markdown = f"# {summary['flow']} at {summary['now']}\n\n| figure | count |\n|---|---|\n{rows}\n\n" + "\n\n".join(notes)
+    markdown = (heading(summary["flow"], now, parameters, summary["covers"])
+                + f"| figure | count |\n|---|---|\n{rows}\n\n" + "\n\n".join(notes))
     create_markdown_artifact(key=f"{summary['flow']}-summary", markdown=markdown, description=f"{summary['flow']} run summary")
     return summary
 
 
-def finish(flow_name: str, now: datetime, planned: dict[str, int], delivery: DeliveryReport | None,
-           dry_run: bool) -> dict[str, Any]:
+def finish(flow_name: str, now: datetime, planned: dict[str, Any], delivery: DeliveryReport | None,
+           dry_run: bool, explicit_now: bool = False) -> dict[str, Any]:
     """Publish the run's summary artifact; a stopped delivery then fails the run so operators see it."""
-    summary = publish_summary(summarize(flow_name, now, planned, delivery, dry_run))
+    summary = publish_summary(summarize(flow_name, now, planned, delivery, dry_run, explicit_now))
     if delivery and delivery.error:
         raise RuntimeError(f"delivery stopped: {delivery.error}")
     return summary

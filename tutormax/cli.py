@@ -10,9 +10,7 @@ from pathlib import Path
 
 from tutormax.settings import PROJECT_ROOT, ConfigError, var_dir
 
-FLOW_NAMES = ("feedback-invitations", "feedback-reminders", "first-session-checkins", "checkin-escalations",
-              "rescheduling-alerts", "weekly-digests", "manager-digests", "monthly-summaries", "performance-reports",
-              "cleanup-old-tracking-events", "email-analytics")
+NOW_HELP = "as of this ISO time (backfill); without a zone it is read in TIMEZONE, as the flows read theirs"
 
 
 def _prefect_home() -> None:
@@ -23,10 +21,15 @@ def _prefect_home() -> None:
 
 
 def _now(value: str | None) -> datetime | None:
+    """--now as an aware instant: a naive time is local to TIMEZONE, as a flow's `now` parameter is."""
     if not value:
         return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    from tutormax.clock import resolve_now
+
+    try:
+        return resolve_now(datetime.fromisoformat(value))
+    except ValueError:
+        sys.exit(f"--now {value!r} is not an ISO time (e.g. 2026-11-30T09:00 or 2026-11-30T14:00+00:00)")
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -66,9 +69,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     _prefect_home()
     import inspect
 
-    from flows.registry import FLOWS
+    from flows.registry import load_all_flows
 
-    flow = FLOWS[args.flow]
+    flow = load_all_flows()[args.flow]
     kwargs = {"now": _now(args.now)}
     if args.dry_run:
         if "dry_run" not in inspect.signature(flow.fn).parameters:
@@ -81,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _prefect_home()
     from flows.registry import serve_all
 
-    serve_all(PROJECT_ROOT / "prefect.yaml")
+    serve_all()
 
 
 def cmd_tracker(args: argparse.Namespace) -> None:
@@ -145,8 +148,8 @@ def cmd_suppressions(args: argparse.Namespace) -> None:
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
+    from tasks.email_types import SAMPLE_NOW, all_types
     from tasks.render import Renderer, message_context, template_name, track
-    from tasks.samples import NOW, SAMPLES
     from tutormax.links import Links
     from tutormax.settings import get_settings
 
@@ -159,9 +162,9 @@ def cmd_preview(args: argparse.Namespace) -> None:
     if not wanted:
         sys.exit(f"no template matches {args.type} {args.name or ''}")
     for template_type, name in wanted:
-        recipient, metadata = SAMPLES[template_type]
+        recipient, metadata = all_types()[template_type].sample
         context = message_context(template_type=template_type, message_id=1, recipient_name=recipient,
-                                  metadata=metadata, settings=settings, links=links, now=NOW)
+                                  metadata=metadata, settings=settings, links=links, now=SAMPLE_NOW)
         rendered = renderer.render(template_type, name, context)
         rendered = track(rendered, links, 1, {context["unsubscribe_url"], context["preferences_url"]})
         (out / f"{template_type}_{name}.html").write_text(rendered.html)
@@ -178,6 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from db.events import SuppressionReason
+    from flows.registry import deployment_specs
 
     parser = argparse.ArgumentParser(prog="tutormax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("generate", help="fill an empty database with a demo tutoring platform")
     p.add_argument("--sessions", type=int, default=0, help="platform size in sessions (default 20,000)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--now", help="ISO time the platform is generated around (default: now)")
+    p.add_argument("--now", help="the time the platform is generated around (default: now); " + NOW_HELP)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("sink", help="run a local SMTP sink that stores messages in a Maildir")
@@ -199,9 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--maildir", default=str(var_dir() / "maildir"))
     p.set_defaults(func=cmd_sink)
 
-    p = sub.add_parser("run", help="run one flow once, now")
-    p.add_argument("flow", choices=sorted(FLOW_NAMES))
-    p.add_argument("--now", help="ISO time to run as (backfill); default: the wall clock")
+    p = sub.add_parser("run", help="run one deployment's flow once, now (every deployment in prefect.yaml)")
+    p.add_argument("flow", choices=sorted(spec["name"] for spec in deployment_specs()))
+    p.add_argument("--now", help="run " + NOW_HELP + "; default: the wall clock")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_run)
 

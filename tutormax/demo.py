@@ -74,12 +74,13 @@ def run_demo(sessions: int = 20000) -> None:
 
     from db.demo_data import PlatformSize, generate_platform
     from db.migrate import upgrade
-    from flows.registry import FLOWS
+    from flows.registry import load_all_flows
     from tutormax.settings import get_settings
     from tutormax.sink import start_sink
 
     get_settings.cache_clear()
     settings = get_settings()
+    FLOWS = load_all_flows()
     now = datetime.now(timezone.utc).replace(microsecond=0)
 
     t = _step(f"migrating {settings.safe_database_url()}")

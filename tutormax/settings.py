@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     smtp_from_email: str = Field(default="noreply@tutormax.example", validation_alias="SMTP_FROM_EMAIL")
     smtp_from_name: str = Field(default="TutorMax", validation_alias="SMTP_FROM_NAME")
     tracking_base_url: str = Field(default="http://127.0.0.1:8000", validation_alias="TRACKING_BASE_URL")
+    # where "Open your dashboard" in digests and reports leads (the platform's own dashboard);
+    # empty: the tracker's help page, so nothing breaks before one is set
+    dashboard_url: str = Field(default="", validation_alias="DASHBOARD_URL")
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="SECRET_KEY")
     timezone: str = Field(default="America/New_York", validation_alias="TIMEZONE")
     analytics_api_token: SecretStr = Field(default=SecretStr(""), validation_alias="ANALYTICS_API_TOKEN")
@@ -129,6 +132,15 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return f"{info.data.get('tracking_base_url', 'http://127.0.0.1:8000')}/help"
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("timezone")
     @classmethod

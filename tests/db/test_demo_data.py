@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -48,7 +48,7 @@ def test_shares_the_automations_rely_on(db_url):
         under_13 = sum(age_on(b, NOW.date()) < 13 for b in births) / len(births)
         completed = s.scalar(select(func.count()).where(TutoringSession.status == "completed"))
         rated = s.scalar(select(func.count()).select_from(Feedback))
-        due = due_feedback_reminders(s, NOW)
+        due = due_feedback_reminders(s, NOW - timedelta(hours=48), NOW - timedelta(hours=24))
     assert 0.05 < under_13 < 0.15
     assert 0.5 < rated / completed < 0.7
     assert len(due) > 0

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from db.demo_data import PlatformSize, generate_platform
 from db.models import EmailMessage
 from db.session import transaction
-from flows.registry import FLOWS
+from flows.registry import load_all_flows
 from tutormax.demo import demo_times
 
 NOW = datetime(2026, 11, 27, 15, tzinfo=timezone.utc)
@@ -22,10 +22,10 @@ def run_times(url: str) -> dict[str, datetime]:
 
 def test_every_automation_is_idempotent(prefect_harness, smtp_server, db_url):
     generate_platform(db_url, size=SMALL, now=NOW)
-    first, second = {}, {}
+    first, second, flows = {}, {}, load_all_flows()
     for name, at in run_times(db_url).items():
-        first[name] = FLOWS[name](now=at)
-        second[name] = FLOWS[name](now=at + timedelta(minutes=5))
+        first[name] = flows[name](now=at)
+        second[name] = flows[name](now=at + timedelta(minutes=5))
     for name in ("feedback-invitations", "feedback-reminders", "first-session-checkins", "rescheduling-alerts",
                  "weekly-digests", "manager-digests", "monthly-summaries", "performance-reports"):
         assert first[name]["sent"] > 0, name

@@ -1,4 +1,4 @@
-"""First-session check-ins: the 2-4 hour window, first sessions only, no no-shows; escalation once."""
+"""Check-in escalations: a concerning answer reaches the manager once, by the event or the sweep."""
 
 from __future__ import annotations
 
@@ -9,34 +9,12 @@ from sqlalchemy import select
 
 from db.models import EmailMessage, SurveyResponse
 from db.session import transaction
-from tasks.plan_checkins import plan_checkin_escalations, plan_first_session_checkins
+from tasks.plan_checkins import plan_checkin_escalations
 
 
 def _messages(url, template_type):
     with transaction(url) as s:
         return list(s.scalars(select(EmailMessage).where(EmailMessage.template_type == template_type)))
-
-
-@pytest.mark.parametrize(
-    ("ended_ago", "number", "status", "due"),
-    [
-        (timedelta(hours=1, minutes=59), 1, "completed", False),
-        (timedelta(hours=2), 1, "completed", True),
-        (timedelta(hours=3), 1, "completed", True),
-        (timedelta(hours=4), 1, "completed", True),
-        (timedelta(hours=4, minutes=1), 1, "completed", False),
-        (timedelta(hours=3), 2, "completed", False),
-        (timedelta(hours=3), 1, "no_show", False),
-    ],
-)
-def test_checkin_window(platform, db_url, now, ended_ago, number, status, due):
-    tutor = platform.tutor("Tara Tutor")
-    platform.session(tutor, platform.student(name="Mia"), ended_ago=ended_ago, number=number, status=status)
-    assert plan_first_session_checkins.fn(now)["queued"] == (1 if due else 0)
-    messages = _messages(db_url, "first_session_checkin")
-    assert [(m.recipient_type, m.recipient_id, m.message_metadata["student_name"]) for m in messages] == \
-        ([("tutor", tutor, "Mia")] if due else [])
-    assert plan_first_session_checkins.fn(now)["queued"] == 0  # rerun
 
 
 def _concern(platform, db_url, enqueue, concerning=True):

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.preinline import Unsupported, flatten, preinline
 from tasks.render import Renderer, message_context
-from tasks.samples import NOW, SAMPLES
+from tasks.email_types import SAMPLE_NOW, all_types
 from tutormax.links import Links
 from tutormax.settings import load_settings
 
@@ -85,10 +85,10 @@ def test_every_template_renders_the_same_page_as_inlining_each_message(renderer)
     preinlined = 0
     for template_type, name in renderer.available():
         templates = renderer.templates(template_type, name)
-        recipient, metadata = SAMPLES[template_type]
+        recipient, metadata = all_types()[template_type].sample
         for variation in _variations(metadata):
             context = message_context(template_type=template_type, message_id=7, recipient_name=recipient,
-                                      metadata=variation, settings=settings, links=links, now=NOW)
+                                      metadata=variation, settings=settings, links=links, now=SAMPLE_NOW)
             expected = renderer.inliner.inline(templates.html.render(context))
             actual = renderer.render(template_type, name, context).html
             assert canonical(actual) == canonical(expected), (template_type, name, variation)
@@ -105,8 +105,8 @@ def test_inlined_styles_are_in_the_template_and_media_queries_stay():
     assert source is not None
     settings = load_settings()
     context = message_context(template_type="feedback_reminder", message_id=7, recipient_name="Mia",
-                              metadata=SAMPLES["feedback_reminder"][1], settings=settings, links=Links(settings),
-                              now=NOW)
+                              metadata=all_types()["feedback_reminder"].sample[1], settings=settings,
+                              links=Links(settings), now=SAMPLE_NOW)
     html = source.render(context)
     assert re.search(r'<td class="card" style="[^"]*padding: ?32px', html)
     assert "@media (prefers-color-scheme:dark)" in html or "@media (prefers-color-scheme: dark)" in html

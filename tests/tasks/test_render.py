@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from jinja2 import UndefinedError
 
+from tasks.email_types import all_types
 from tasks.render import Renderer, TemplateMissing, brand, message_context, template_name
 from tutormax.links import Links
 from tutormax.settings import load_settings
@@ -19,12 +21,13 @@ def renderer():
     return Renderer("America/New_York")
 
 
-def _context(is_parent=False, student="Mia O'Brien <b>"):
+def _context(is_parent=False, student="Mia O'Brien <b>", ended_ago=timedelta(hours=30), recipient=None):
     settings = load_settings()
     return message_context(
-        template_type="feedback_reminder", message_id=5, recipient_name="Pat & Co" if is_parent else student,
+        template_type="feedback_reminder", message_id=5,
+        recipient_name=recipient or ("Pat & Co" if is_parent else student),
         metadata={"student_name": student, "tutor_name": "Tara Tutor", "subject_name": "Algebra",
-                  "session_ended_at": (NOW - timedelta(hours=30)).isoformat(), "is_parent": is_parent},
+                  "session_ended_at": (NOW - ended_ago).isoformat(), "is_parent": is_parent},
         settings=settings, links=Links(settings), now=NOW,
     )
 
@@ -42,12 +45,14 @@ def test_every_template_renders_for_students_and_parents(renderer):
 
 
 def test_personalization_and_escaping(renderer):
-    out = renderer.render("feedback_reminder", "v1", _context())
+    # ended 02:00 UTC on Friday the 20th, which is 21:00 on Thursday the 19th in New York
+    out = renderer.render("feedback_reminder", "v1", _context(recipient="<b>Mia</b> O'Brien",
+                                                              ended_ago=timedelta(hours=13)))
     assert out.subject == "How was your Algebra session with Tara Tutor?"
-    assert "<b>" not in out.html.split("<body", 1)[1].replace("<b>", "", 0) or "&lt;b&gt;" in out.html
-    assert "Mia O'Brien <b>" in out.text  # plain text is not HTML-escaped
-    assert "30 hours" in out.text
-    assert "Friday, November 20" in out.text or "Thursday, November 19" in out.text
+    assert "Hi &lt;b&gt;Mia&lt;/b&gt;," in out.html and "<b>Mia" not in out.html
+    assert "Hi <b>Mia</b>," in out.text  # plain text is not HTML-escaped
+    assert "It's been 13 hours since your Algebra session with Tara Tutor on Thursday, November 19." in \
+        " ".join(out.text.split())  # the local date, not the UTC one
 
 
 def test_parent_wording(renderer):
@@ -88,8 +93,31 @@ def test_filters_use_the_configured_time_zone():
         "Saturday, November 21 at 12:00 AM JST 1,234,567"
 
 
-def test_brand_has_a_physical_address():
-    assert brand(load_settings())["physical_address"]
+def test_brand_carries_the_configured_physical_address(monkeypatch):
+    monkeypatch.setenv("MAIL_PHYSICAL_ADDRESS", "1 Main St, Springfield")
+    assert brand(load_settings())["physical_address"] == "1 Main St, Springfield"
+
+
+@pytest.mark.parametrize(("name", "greeting"), [
+    ("Imani Nelson", "Imani"), ("  Mia  ", "Mia"), ("Dr. Ada Okafor", "Dr. Ada Okafor"), ("ms Lee", "ms Lee"),
+    (None, "there"), ("", "there"),
+])
+def test_greetings_use_the_first_name(name, greeting):
+    from tasks.render import first_name
+
+    assert first_name(name) == greeting
+
+
+def test_dashboard_links_go_to_dashboard_url_or_else_the_help_page(renderer, monkeypatch):
+    settings = load_settings()
+    context = lambda s: message_context(template_type="weekly_digest", message_id=5, recipient_name="Ana Rivera",  # noqa: E731
+                                        metadata=all_types()["weekly_digest"].sample[1], settings=s,
+                                        links=Links(s), now=NOW)
+    assert context(settings)["dashboard_url"] == "https://track.tutormax.example/help"
+    monkeypatch.setenv("DASHBOARD_URL", "https://app.tutormax.example/dashboard")
+    html = renderer.render("weekly_digest", "v1", context(load_settings())).html
+    assert re.search(r'<a class="btn" href="https://app.tutormax.example/dashboard" data-link-id="dashboard_cta"[^>]*>'
+                     r'Open your dashboard</a>', html)
 
 
 def test_track_rewrites_links_keeps_own_routes_and_adds_the_pixel():
@@ -112,7 +140,6 @@ def test_track_rewrites_links_keeps_own_routes_and_adds_the_pixel():
         data = signer.verify(Purpose.CLICK, url.rsplit("/", 1)[1])
         return data.message_id, data.extra.decode()
 
-    import re
     hrefs = re.findall(r'href="([^"]+)"', out.html)
     assert decoded(hrefs[0]) == (42, "cta\nhttps://example.com/a?x=1&y=2")
     assert decoded(hrefs[1]) == (42, "link_2\nhttps://example.com/other")
@@ -139,22 +166,20 @@ def test_two_template_links_to_the_same_target_keep_their_own_names():
     def name(url):
         return signer.verify(Purpose.CLICK, url.rsplit("/", 1)[1]).extra.decode().split("\n")[0]
 
-    import re
     assert [name(u) for u in re.findall(r'href="([^"]+)"', out.html)] == ["dashboard_cta", "footer_support"]
     assert [name(u) for u in re.findall(r"https?://\S+", out.text)] == ["dashboard_cta"]
 
 
 def test_every_type_renders_from_sample_metadata_under_strict_undefined(renderer):
-    from tasks.render import CONTEXT_BUILDERS
-    from tasks.samples import NOW as SAMPLE_NOW
-    from tasks.samples import SAMPLES
+    from flows.registry import deployment_specs
+    from tasks.email_types import SAMPLE_NOW, all_types
 
     settings = load_settings()
-    types = {t for t, _ in renderer.available()}
-    assert types == set(SAMPLES) == set(CONTEXT_BUILDERS)
-    assert len(types) == 10
+    # every template folder is a type some deployment plans, and every type it plans has its templates
+    assert {t for t, _ in renderer.available()} == set(all_types())
+    assert len(deployment_specs()) > 0
     for template_type, name in renderer.available():
-        recipient, metadata = SAMPLES[template_type]
+        recipient, metadata = all_types()[template_type].sample
         context = message_context(template_type=template_type, message_id=3, recipient_name=recipient,
                                   metadata=metadata, settings=settings, links=Links(settings), now=SAMPLE_NOW)
         out = renderer.render(template_type, name, context)

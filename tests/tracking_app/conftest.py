@@ -40,7 +40,7 @@ def client(app):
 @pytest.fixture
 def reminder(platform, db_url, now) -> tuple[int, int, int]:
     """A feedback reminder planned for a real session: (message_id, session_id, student_id)."""
-    from tasks.plan import plan_feedback_reminders
+    from flows.feedback_reminders import plan_feedback_reminders
 
     student = platform.student()
     session_id = platform.session(platform.tutor(), student, ended_ago=timedelta(hours=30))

@@ -29,14 +29,24 @@ def test_feedback_form_and_submission(client, reminder, db_url, token):
 
 
 def test_feedback_stops_further_reminders(client, reminder, db_url, now, token):
-    mid, session_id, _ = reminder
-    client.post(f"/f/{token(Purpose.FEEDBACK, mid)}", data={"rating": "5"})
+    from datetime import timedelta
+
+    from sqlalchemy import delete
+
+    from db.models import EmailWorkflowState
     from db.queries import due_feedback_reminders
 
-    with transaction(db_url) as s:
-        s.execute(update(EmailMessage).values(idempotency_key="replanned"))  # even a fresh plan finds nothing
-    with transaction(db_url) as s:
-        assert due_feedback_reminders(s, now) == []
+    mid, session_id, _ = reminder
+
+    def due():
+        with transaction(db_url) as s:
+            s.execute(delete(EmailWorkflowState))  # as if never planned: only feedback keeps a session off the list
+        with transaction(db_url) as s:
+            return [r.session_id for r in due_feedback_reminders(s, now - timedelta(hours=48), now - timedelta(hours=24))]
+
+    assert due() == [session_id]
+    client.post(f"/f/{token(Purpose.FEEDBACK, mid)}", data={"rating": "5"})
+    assert due() == []
 
 
 def _checkin(platform, db_url, enqueue):
