@@ -22,7 +22,7 @@ FEEDBACK_INVITATION = email_type(
 plan_feedback_invitations = one_per_row(
     name="feedback-invitations", query=queries.due_feedback_invitations, email=FEEDBACK_INVITATION, audience=STUDENT,
     entity_type="session", key="session_id", step="invitation", covers="sessions that ended",
-    window=(timedelta(hours=2), timedelta(0)))
+    window=(timedelta(hours=-2), timedelta(0)))
 
 
 @flow(name="feedback-invitations", flow_run_name=run_name)

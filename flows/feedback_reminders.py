@@ -36,7 +36,7 @@ FEEDBACK_REMINDER = email_type(
 plan_feedback_reminders = one_per_row(
     name="feedback-reminders", query=queries.due_feedback_reminders, email=FEEDBACK_REMINDER, audience=STUDENT,
     entity_type="session", key="session_id", step="reminder", covers="sessions that ended",
-    window=(timedelta(hours=48), timedelta(hours=24)))
+    window=(timedelta(hours=-48), timedelta(hours=-24)))
 
 
 @flow(name="feedback-reminders", flow_run_name=run_name)

@@ -32,7 +32,7 @@ FIRST_SESSION_CHECKIN = email_type(
 plan_first_session_checkins = one_per_row(
     name="first-session-checkins", query=queries.due_first_session_checkins, email=FIRST_SESSION_CHECKIN,
     audience=TUTOR, entity_type="session", key="session_id", step="checkin", covers="first sessions that ended",
-    window=(timedelta(hours=4), timedelta(hours=2)))
+    window=(timedelta(hours=-4), timedelta(hours=-2)))
 
 
 @flow(name="first-session-checkins", flow_run_name=run_name)

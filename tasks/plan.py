@@ -110,7 +110,8 @@ def one_per_row(*, name: str, query: DueQuery, email: EmailType, audience: Audie
     """A planning task that writes one email per row the named query finds due, once per row, ever.
 
     The query is called as query(session, earliest, latest, after_id=...), where [earliest, latest]
-    is `window` before the run's now (both ends inclusive), and pages on the column `key`. Its rows
+    is `window` (two offsets from the run's now: negative in the past) and both ends are inclusive;
+    it pages on the column `key`. Its rows
     carry `key` and the audience's columns (tasks.recipients); every other column is kept as the
     message's metadata, for the template. The workflow (default: the type's name), the row's key and
     `step` make the idempotency key: a rerun, or a row found again by an overlapping window, plans
@@ -119,7 +120,7 @@ def one_per_row(*, name: str, query: DueQuery, email: EmailType, audience: Audie
     workflow = workflow or email.name
 
     def plan(now: datetime, dry_run: bool = False) -> dict[str, Any]:
-        earliest, latest, today = now - window[0], now - window[1], local_day(now)
+        earliest, latest, today = now + window[0], now + window[1], local_day(now)
 
         def page(session: Session, after_id: int):
             rows = query(session, earliest, latest, after_id=after_id)

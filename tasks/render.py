@@ -61,8 +61,24 @@ def template_name(version: str, variant: str | None) -> str:
 @dataclass(frozen=True)
 class Templates:
     html: Template
-    text: Template
+    text: Template | None  # None: the text part is made from the HTML
     inlined: Template | None  # html with its CSS inlined ahead of rendering (tasks.preinline)
+
+
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\((https?://[^)\s]+)\)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def text_from_html(html: str) -> str:
+    """The plain-text part for a template without a hand-written one: the page's words, links as "text: URL"."""
+    from inscriptis import get_text
+    from inscriptis.css_profiles import CSS_PROFILES
+    from inscriptis.model.config import ParserConfig
+
+    text = get_text(html, ParserConfig(css=CSS_PROFILES["strict"], display_links=True))
+    text = _MARKDOWN_LINK.sub(lambda m: m[2] if m[1].strip() in ("", m[2]) else f"{m[1].strip()}: {m[2]}", text)
+    lines = "\n".join(line.rstrip() for line in text.splitlines())
+    return _BLANK_LINES.sub("\n\n", lines).strip("\n")
 
 
 class Renderer:
@@ -92,9 +108,12 @@ class Renderer:
             version = name.split("_")[0]
             try:
                 html = self.env.get_template(f"{template_type}/{name}.html")
-                text = self.env.select_template([f"{template_type}/{name}.txt", f"{template_type}/{version}.txt"])
             except TemplateNotFound as exc:
                 raise TemplateMissing(f"no template {template_type}/{name}: {exc}") from None
+            try:  # a variant without a text part of its own shares its version's
+                text = self.env.select_template([f"{template_type}/{name}.txt", f"{template_type}/{version}.txt"])
+            except TemplateNotFound:
+                text = None
             self._cache[key] = Templates(html, text, self._preinlined(html))
         return self._cache[key]
 
@@ -123,8 +142,8 @@ class Renderer:
             html = templates.inlined.render(context)
         else:
             html = self.inliner.inline(html_t.render(context))
-        text = templates.text.render(context) + "\n"
-        return Rendered(subject=subject, html=html, text=text)
+        text = templates.text.render(context) if templates.text is not None else text_from_html(html)
+        return Rendered(subject=subject, html=html, text=text + "\n")
 
     def available(self) -> list[tuple[str, str]]:
         """Every (type, name) that has an HTML template."""

@@ -195,3 +195,28 @@ def test_preview_command_writes_html_and_text(tmp_path, monkeypatch):
     cli.main(["preview", "weekly_digest"])
     assert (tmp_path / "previews" / "weekly_digest_v1.html").read_text().startswith("<!DOCTYPE html>")
     assert (tmp_path / "previews" / "weekly_digest_v1.txt").read_text().startswith("Subject: ")
+
+
+def test_a_template_without_a_text_part_gets_one_made_from_its_html(tmp_path):
+    import shutil
+
+    from tasks.render import TEMPLATES_DIR
+
+    shutil.copy(TEMPLATES_DIR / "base.html", tmp_path / "base.html")
+    (tmp_path / "notice").mkdir()
+    (tmp_path / "notice" / "v1.html").write_text(
+        '{% extends "base.html" %}{% block subject %}A notice{% endblock %}{% block preheader %}Hidden '
+        'preheader{% endblock %}{% block content %}<h1 class="h1">Hi {{ first_name }},</h1><p>Two &amp; three.</p>'
+        '<ul><li>one</li><li>two</li></ul><p><a href="https://example.com/go" data-link-id="go">Go there</a></p>'
+        '<p><a href="https://example.com/same">https://example.com/same</a></p>{% endblock %}')
+    settings = load_settings()
+    context = {"brand": brand(settings), "first_name": "Mia", "unsubscribe_url": "https://t.example/u/x",
+               "preferences_url": "https://t.example/p/x", "now": NOW}
+    text = Renderer("America/New_York", tmp_path).render("notice", "v1", context).text
+    lines = text.splitlines()
+    assert lines[:2] == ["TutorMax", "Hi Mia,"]
+    assert "Two & three." in lines and "  * one" in lines and "  * two" in lines
+    assert "Go there: https://example.com/go" in lines and "https://example.com/same" in lines
+    assert "Hidden preheader" not in text  # display:none stays out
+    assert "Unsubscribe: https://t.example/u/x" in text and "100 Learning Way" in text
+    assert "\n\n\n" not in text and text.endswith("\n") and not text.endswith("\n\n")
