@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test serve sink tracker bench-delivery bench-tracker bench-analytics smtp-sink wrk clean
+.PHONY: install demo test serve sink tracker bench-delivery bench-tracker bench-analytics smtp-sink clean
 
 install: $(STAMP)
 

@@ -61,6 +61,25 @@ def _insert(session: Session, model):
     return (postgresql.insert if is_postgres(session) else sqlite.insert)(model)
 
 
+# A planned message's columns, named as on both its PlannedMessage and email_messages, with the type
+# its PostgreSQL COPY column takes (text when not listed); the workflow state's the same. Both write
+# paths are derived from these lists, so a new column is one edit here.
+_MESSAGE_FIELDS = ("idempotency_key", "recipient_email", "recipient_name", "recipient_id", "recipient_type",
+                   "template_type", "template_version", "ab_variant", "campaign_id", "category", "skip_reason",
+                   "priority", "metadata")
+_STATE_FIELDS = ("workflow_type", "entity_type", "entity_id", "step")
+_COPY_TYPES = {"recipient_id": "bigint", "priority": "integer", "metadata": "jsonb", "entity_id": "bigint"}
+# what every new message starts with besides its planned values (status and times depend on the plan)
+_NEW_MESSAGE = {"retry_count": 0, "open_count": 0, "click_count": 0}
+
+
+def _values(p: PlannedMessage, fields: Sequence[str]) -> dict[str, Any]:
+    values = {name: getattr(p, name) for name in fields}
+    if "skip_reason" in values:
+        values["skip_reason"] = values["skip_reason"] or None
+    return values
+
+
 def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> PlanCounts:
     """Insert messages and workflow state; a reason planned before is a no-op (insert-or-ignore)."""
     counts = PlanCounts()
@@ -68,31 +87,8 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
         return counts
     if is_postgres(session):
         return _plan_by_copy(session, planned, now)
-    rows = [
-        {
-            "idempotency_key": p.idempotency_key,
-            "recipient_email": p.recipient_email,
-            "recipient_name": p.recipient_name,
-            "recipient_id": p.recipient_id,
-            "recipient_type": p.recipient_type,
-            "template_type": p.template_type,
-            "template_version": p.template_version,
-            "ab_variant": p.ab_variant,
-            "campaign_id": p.campaign_id,
-            "category": p.category,
-            "status": MessageStatus.SKIPPED if p.skip_reason else MessageStatus.QUEUED,
-            "skip_reason": p.skip_reason,
-            "priority": p.priority,
-            "scheduled_at": now,
-            "metadata": p.metadata,
-            "retry_count": 0,
-            "open_count": 0,
-            "click_count": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for p in planned
-    ]
+    rows = [{**_values(p, _MESSAGE_FIELDS), **_NEW_MESSAGE, "status": _status(p), "scheduled_at": now,
+             "created_at": now, "updated_at": now} for p in planned]
     # Core inserts on the tables: the ORM's bulk path costs several times more per row
     messages = EmailMessage.__table__
     stmt = (
@@ -111,21 +107,10 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
             counts.skipped += 1
         else:
             counts.queued += 1
-        states.append(
-            {
-                "workflow_type": p.workflow_type,
-                "entity_type": p.entity_type,
-                "entity_id": p.entity_id,
-                "step": p.step,
-                "status": WorkflowStatus.CANCELLED if p.skip_reason else WorkflowStatus.TRIGGERED,
-                "trigger_at": now,
-                "triggered_at": now,
-                "message_id": message_id,
-                "context_data": {"skip_reason": p.skip_reason} if p.skip_reason else {},
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        states.append({**_values(p, _STATE_FIELDS), "status": _state_status(p), "trigger_at": now,
+                       "triggered_at": now, "message_id": message_id,
+                       "context_data": {"skip_reason": p.skip_reason} if p.skip_reason else {},
+                       "created_at": now, "updated_at": now})
     if states:
         session.execute(
             _insert(session, EmailWorkflowState.__table__).on_conflict_do_nothing(
@@ -136,33 +121,34 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
     return counts
 
 
-_PLANNED_COLUMNS = (
-    ("ord", "integer"), ("idempotency_key", "text"), ("recipient_email", "text"), ("recipient_name", "text"),
-    ("recipient_id", "bigint"), ("recipient_type", "text"), ("template_type", "text"), ("template_version", "text"),
-    ("ab_variant", "text"), ("campaign_id", "text"), ("category", "text"), ("skip_reason", "text"),
-    ("priority", "integer"), ("metadata", "jsonb"), ("workflow_type", "text"), ("entity_type", "text"),
-    ("entity_id", "bigint"), ("step", "text"),
-)
+def _status(p: PlannedMessage) -> MessageStatus:
+    return MessageStatus.SKIPPED if p.skip_reason else MessageStatus.QUEUED
+
+
+def _state_status(p: PlannedMessage) -> WorkflowStatus:
+    return WorkflowStatus.CANCELLED if p.skip_reason else WorkflowStatus.TRIGGERED
+
+
+_PLANNED_COLUMNS = (("ord", "integer"), *((f, _COPY_TYPES.get(f, "text")) for f in _MESSAGE_FIELDS + _STATE_FIELDS))
+_NEW_COLUMNS = ", ".join(_NEW_MESSAGE)
+_NEW_VALUES = ", ".join(map(str, _NEW_MESSAGE.values()))
 
 # Both tables from the copied rows in one statement; a reason planned before inserts nothing.
-_PLAN_FROM_COPY = text("""
+_PLAN_FROM_COPY = text(f"""
 WITH inserted AS (
-    INSERT INTO email_messages (idempotency_key, recipient_email, recipient_name, recipient_id, recipient_type,
-        template_type, template_version, ab_variant, campaign_id, category, status, skip_reason, priority,
-        scheduled_at, metadata, retry_count, open_count, click_count, created_at, updated_at)
-    SELECT idempotency_key, recipient_email, recipient_name, recipient_id, recipient_type, template_type,
-        template_version, ab_variant, campaign_id, category,
-        CASE WHEN skip_reason IS NULL THEN :queued ELSE :skipped END, skip_reason, priority,
-        :now, metadata, 0, 0, 0, :now, :now
+    INSERT INTO email_messages ({", ".join(_MESSAGE_FIELDS)}, status, scheduled_at, {_NEW_COLUMNS}, created_at,
+        updated_at)
+    SELECT {", ".join(_MESSAGE_FIELDS)}, CASE WHEN skip_reason IS NULL THEN :queued ELSE :skipped END,
+        :now, {_NEW_VALUES}, :now, :now
     FROM planned_outbox ORDER BY ord
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING message_id, idempotency_key, skip_reason
 ), states AS (
-    INSERT INTO email_workflow_state (workflow_type, entity_type, entity_id, step, status, trigger_at,
-        triggered_at, message_id, context_data, created_at, updated_at)
-    SELECT p.workflow_type, p.entity_type, p.entity_id, p.step,
+    INSERT INTO email_workflow_state ({", ".join(_STATE_FIELDS)}, status, trigger_at, triggered_at, message_id,
+        context_data, created_at, updated_at)
+    SELECT {", ".join("p." + f for f in _STATE_FIELDS)},
         CASE WHEN p.skip_reason IS NULL THEN :triggered ELSE :cancelled END, :now, :now, i.message_id,
-        CASE WHEN p.skip_reason IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('skip_reason', p.skip_reason) END,
+        CASE WHEN p.skip_reason IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('skip_reason', p.skip_reason) END,
         :now, :now
     FROM inserted i
     -- a reason planned twice in one batch: the state comes from the copy that was inserted (the first)
@@ -176,12 +162,9 @@ SELECT count(*) FILTER (WHERE skip_reason IS NULL), count(*) FILTER (WHERE skip_
 
 def _plan_by_copy(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> PlanCounts:
     """PostgreSQL: COPY the planned rows into a temporary table and insert both tables from it."""
-    copy_into_temp(session, "planned_outbox", _PLANNED_COLUMNS, (
-        (i, p.idempotency_key, p.recipient_email, p.recipient_name, p.recipient_id, p.recipient_type,
-         p.template_type, p.template_version, p.ab_variant, p.campaign_id, p.category, p.skip_reason or None, p.priority,
-         p.metadata, p.workflow_type, p.entity_type, p.entity_id, p.step)
-        for i, p in enumerate(planned)
-    ))
+    fields = _MESSAGE_FIELDS + _STATE_FIELDS
+    copy_into_temp(session, "planned_outbox", _PLANNED_COLUMNS,
+                   ((i, *_values(p, fields).values()) for i, p in enumerate(planned)))
     queued, skipped = session.execute(_PLAN_FROM_COPY, {
         "now": now, "queued": MessageStatus.QUEUED.value, "skipped": MessageStatus.SKIPPED.value,
         "triggered": WorkflowStatus.TRIGGERED.value, "cancelled": WorkflowStatus.CANCELLED.value,
@@ -362,12 +345,24 @@ def record(session: Session, outcomes: Sequence[Outcome]) -> None:
                                   message_id=o.message_id)
 
 
-# every column an outcome may set; one it leaves out keeps its value
+# every column an outcome may set (one it leaves out keeps its value), and the event each outcome
+# records, with their COPY types (text when not listed): both write paths are derived from these
 _OUTCOME_COLUMNS = ("status", "subject", "sent_at", "smtp_response", "failed_at", "failure_reason", "retry_count",
                     "next_attempt_at", "bounced_at", "bounce_type", "bounce_reason")
 _OUTCOME_SET = set(_OUTCOME_COLUMNS)
-_OUTCOME_TYPES = {"retry_count": "integer", "sent_at": "timestamp", "failed_at": "timestamp",
-                  "next_attempt_at": "timestamp", "bounced_at": "timestamp"}
+_EVENT_COLUMNS = ("message_id", "event_type", "event_time", "event_data", "is_machine", "created_at")
+_COPY_TYPES.update({"retry_count": "integer", "sent_at": "timestamp", "failed_at": "timestamp",
+                    "next_attempt_at": "timestamp", "bounced_at": "timestamp", "message_id": "bigint",
+                    "event_time": "timestamp", "event_data": "jsonb", "is_machine": "boolean",
+                    "created_at": "timestamp"})
+
+
+def _event(o: Outcome) -> dict[str, Any]:
+    """The outcome's row in email_tracking_events."""
+    return {"message_id": o.message_id, "event_type": o.event.value, "event_time": o.at, "event_data": o.event_data,
+            "is_machine": False, "created_at": o.at}
+
+
 # the rows are locked in id order before any is updated, as the tracker's batched opens do
 # (db.tracking): two writers locking the same messages in opposite orders would deadlock
 _RECORD_FROM_COPY = text(f"""
@@ -377,24 +372,22 @@ WITH locked AS MATERIALIZED (
 ), updated AS (
     UPDATE email_messages AS m SET
         {", ".join(f"{c} = COALESCE(o.{c}, m.{c})" for c in _OUTCOME_COLUMNS)},
-        updated_at = o.at, claim_token = NULL
+        updated_at = o.event_time, claim_token = NULL
     FROM outcomes o WHERE m.message_id = o.message_id AND (SELECT count(*) FROM locked) >= 0
 )
-INSERT INTO email_tracking_events (message_id, event_type, event_time, event_data, is_machine, created_at)
-SELECT message_id, event, at, event_data, false, at FROM outcomes ORDER BY ord
+INSERT INTO email_tracking_events ({", ".join(_EVENT_COLUMNS)})
+SELECT {", ".join(_EVENT_COLUMNS)} FROM outcomes ORDER BY ord
 """)
 
 
 def _record_by_copy(session: Session, outcomes: Sequence[Outcome]) -> None:
     """PostgreSQL: COPY the outcomes into a temporary table; update messages and add events from it at once."""
-    columns = [("ord", "integer"), ("message_id", "bigint"), ("at", "timestamp"), ("event", "text"),
-               ("event_data", "jsonb"), *((c, _OUTCOME_TYPES.get(c, "text")) for c in _OUTCOME_COLUMNS)]
+    columns = [("ord", "integer"), *((c, _COPY_TYPES.get(c, "text")) for c in _EVENT_COLUMNS + _OUTCOME_COLUMNS)]
     for o in outcomes:
         if not o.values.keys() <= _OUTCOME_SET:
             raise ValueError(f"outcome sets columns the bulk path does not know: {sorted(o.values.keys() - _OUTCOME_SET)}")
     copy_into_temp(session, "outcomes", columns, (
-        (i, o.message_id, o.at, o.event.value, o.event_data, *(o.values.get(c) for c in _OUTCOME_COLUMNS))
-        for i, o in enumerate(outcomes)
+        (i, *_event(o).values(), *(o.values.get(c) for c in _OUTCOME_COLUMNS)) for i, o in enumerate(outcomes)
     ))
     session.execute(_RECORD_FROM_COPY)
 
@@ -410,8 +403,4 @@ def _record_by_executemany(session: Session, outcomes: Sequence[Outcome]) -> Non
     for keys, rows in shapes.items():
         statement = update(table).where(table.c.message_id == bindparam("v_message_id"))
         session.execute(statement.values({k: bindparam(f"v_{k}") for k in keys}), rows)
-    session.execute(
-        insert(EmailTrackingEvent.__table__),
-        [{"message_id": o.message_id, "event_type": o.event, "event_time": o.at, "event_data": o.event_data,
-          "is_machine": False, "created_at": o.at} for o in outcomes],
-    )
+    session.execute(insert(EmailTrackingEvent.__table__), [_event(o) for o in outcomes])

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, or_, select, update
+from sqlalchemy import Engine, PoolProxiedConnection, Row, bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -88,25 +88,29 @@ def event_seen(session: Session, event_key: str) -> bool:
 # rules' order. Opens of unknown messages match no row and record nothing. Each open carries the
 # event_key the tracker made for it, so an open journaled after a write whose outcome is unknown
 # is skipped at ingest if the write did commit.
-_PREPARE_OPEN_BATCH = """
-PREPARE tutormax_open_batch (BIGINT[], TIMESTAMP[], TIMESTAMP[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[],
-                             TEXT[]) AS
-WITH v AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-           AS v(mid, at, soon, ua, ip, first_reason, late_reason, device, browser, os, key)),
+# an open's event row: each email_tracking_events column and the batch field it comes from (the
+# event type, the machine verdict and the empty event_data are the same for every open); both
+# write paths are derived from this
+OPEN_FIELDS = ("mid", "at", "soon", "ua", "ip", "first_reason", "late_reason", "device", "browser", "os", "key")
+_OPEN_FIELD_TYPES = {"mid": "BIGINT[]", "at": "TIMESTAMP[]", "soon": "TIMESTAMP[]"}  # the rest are TEXT[]
+_OPEN_EVENT = {"message_id": "mid", "event_time": "at", "user_agent": "ua", "ip_address": "ip", "device": "device",
+               "browser": "browser", "os": "os", "created_at": "at", "event_key": "key"}
+_PREPARE_OPEN_BATCH = f"""
+PREPARE tutormax_open_batch ({", ".join(_OPEN_FIELD_TYPES.get(f, "TEXT[]") for f in OPEN_FIELDS)}) AS
+WITH v AS (SELECT * FROM unnest({", ".join(f"${i}" for i in range(1, len(OPEN_FIELDS) + 1))})
+           AS v({", ".join(OPEN_FIELDS)})),
      n AS (SELECT mid, count(*) AS opens, min(at) AS first_at FROM v GROUP BY mid),
      locked AS MATERIALIZED (SELECT message_id FROM email_messages WHERE message_id IN (SELECT mid FROM n)
                              ORDER BY message_id FOR NO KEY UPDATE),
      m AS (UPDATE email_messages SET open_count = open_count + n.opens, opened_at = LEAST(opened_at, n.first_at)
            FROM n WHERE message_id = n.mid AND (SELECT count(*) FROM locked) >= 0
            RETURNING message_id, sent_at)
-INSERT INTO email_tracking_events (message_id, event_type, event_time, user_agent, ip_address, is_machine,
-                                   machine_reason, device, browser, os, event_data, created_at, event_key)
-SELECT v.mid, 'opened', v.at, v.ua, v.ip, r.reason IS NOT NULL, r.reason, v.device, v.browser, v.os,
-       CAST('{}' AS JSONB), v.at, v.key
+INSERT INTO email_tracking_events ({", ".join(_OPEN_EVENT)}, event_type, is_machine, machine_reason, event_data)
+SELECT {", ".join("v." + field for field in _OPEN_EVENT.values())}, 'opened', r.reason IS NOT NULL, r.reason,
+       CAST('{{}}' AS JSONB)
 FROM v JOIN m ON m.message_id = v.mid,
      LATERAL (SELECT COALESCE(v.first_reason, CASE WHEN m.sent_at > v.soon THEN 'too_soon_after_send' END,
                               v.late_reason) AS reason) AS r"""
-OPEN_FIELDS = ("mid", "at", "soon", "ua", "ip", "first_reason", "late_reason", "device", "browser", "os", "key")
 _EXECUTE_OPEN_BATCH = f"EXECUTE tutormax_open_batch ({', '.join(['%s'] * len(OPEN_FIELDS))})"
 
 _m = EmailMessage.__table__
@@ -235,11 +239,9 @@ def _record_opens_one_by_one(engine: Engine, opens: Sequence[dict[str, Any]]) ->
                 continue  # an unknown message
             too_soon = "too_soon_after_send" if row.sent_at is not None and row.sent_at > o["soon"] else None
             reason = o["first_reason"] or too_soon or o["late_reason"]
-            conn.execute(_EVENT, {
-                "message_id": o["mid"], "event_type": EventType.OPENED, "event_time": o["at"], "user_agent": o["ua"],
-                "ip_address": o["ip"], "is_machine": reason is not None, "machine_reason": reason,
-                "device": o["device"], "browser": o["browser"], "os": o["os"], "event_data": {},
-                "created_at": o["at"], "event_key": o["key"]})
+            conn.execute(_EVENT, {**{column: o[field] for column, field in _OPEN_EVENT.items()},
+                                  "event_type": EventType.OPENED, "is_machine": reason is not None,
+                                  "machine_reason": reason, "event_data": {}})
 
 
 def preference(session: Session, email: str) -> EmailPreference | None:
@@ -271,8 +273,22 @@ def record_survey(session: Session, answers: dict[str, Any]) -> int | None:
 
 def delete_events_before(session: Session, cutoff: datetime, batch: int) -> int:
     """Delete up to batch tracking events older than cutoff (small batches keep locks and WAL short)."""
-    from sqlalchemy import delete
-
     e = EmailTrackingEvent
     ids = select(e.event_id).where(e.event_time < cutoff).order_by(e.event_id).limit(batch).scalar_subquery()
     return session.execute(delete(e).where(e.event_id.in_(ids)), execution_options={"synchronize_session": False}).rowcount
+
+
+def apply_unsubscribe(session: Session, request_: dict[str, Any]) -> bool:
+    """Apply one unsubscribe (from the tracker or its journal); False when the message is unknown."""
+    row = message(session, request_["message_id"])
+    if row is None or not row.recipient_email:
+        return False
+    at = request_["at"]
+    values = {"unsubscribed_all": True, "unsubscribed_at": at} if request_["scope"] == "all" else {row.category: False}
+    set_preferences(session, row.recipient_email, values, at)
+    record_event(session, {
+        "message_id": row.message_id, "event_type": EventType.UNSUBSCRIBED, "event_time": at,
+        "user_agent": request_.get("user_agent"), "is_machine": False, "created_at": at,
+        "event_key": request_.get("event_key"),
+        "event_data": {"scope": request_["scope"], "category": row.category, "one_click": request_["one_click"]}})
+    return True

@@ -9,7 +9,7 @@ from prefect import task
 from db import tracking
 from db.session import transaction
 from tasks.plan import DB_RETRIES
-from tracking_app.journal import Journal
+from tutormax.journal import Journal
 from tutormax.logs import run_logger
 from tutormax.settings import var_dir
 

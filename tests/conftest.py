@@ -318,3 +318,23 @@ def enqueue(db_url, now):
             return s.scalar(select(EmailMessage.message_id).where(EmailMessage.idempotency_key == planned.idempotency_key))
 
     return _enqueue
+
+
+@pytest.fixture
+def sent_message(enqueue, db_url):
+    """A message sent an hour ago (a feedback reminder unless another category is given); returns its id."""
+
+    def make(email: str = "sam@example.com", sent_ago: timedelta = timedelta(hours=1),
+             category: str = "feedback_reminders") -> int:
+        from sqlalchemy import update
+
+        from db.models import EmailMessage
+        from db.session import transaction
+
+        mid = enqueue(email)
+        with transaction(db_url) as s:
+            s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(
+                status="sent", sent_at=datetime.now(timezone.utc) - sent_ago, category=category))
+        return mid
+
+    return make

@@ -13,9 +13,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, abort, current_app, jsonify, request
-from sqlalchemy import select
-
-from db import analytics, tracking
+from db import analytics, campaigns, tracking
 from db.events import Category
 from db.models import EmailCampaign, EmailMessage
 from tracking_app.recording import db, now
@@ -47,7 +45,7 @@ def _metrics(*filters) -> dict[str, Any]:
 
 
 def _campaign(campaign_id: str) -> EmailCampaign:
-    campaign = db().get(EmailCampaign, campaign_id[:64])
+    campaign = campaigns.by_id(db(), campaign_id[:64])
     if campaign is None:
         abort(404)
     return campaign
@@ -66,10 +64,9 @@ def _campaign_json(c: EmailCampaign) -> dict[str, Any]:
 
 
 @bp.get("/campaigns")
-def campaigns():
+def campaign_list():
     """Every campaign, newest first."""
-    rows = db().scalars(select(EmailCampaign).order_by(EmailCampaign.created_at.desc()).limit(500))
-    return {"campaigns": [_campaign_json(c) for c in rows]}
+    return {"campaigns": [_campaign_json(c) for c in campaigns.newest(db())]}
 
 
 @bp.get("/campaigns/<campaign_id>")
@@ -84,11 +81,7 @@ def campaign_messages(campaign_id: str):
     """A page of a campaign's messages (?after=<message_id>&limit=<n<=500>)."""
     c = _campaign(campaign_id)
     after, limit = _count(request.args.get("after", "0")), _count(request.args.get("limit", "100"))
-    m = EmailMessage
-    rows = db().execute(select(m.message_id, m.recipient_type, m.template_type, m.template_version, m.ab_variant,
-                               m.status, m.sent_at, m.opened_at, m.first_clicked_at, m.open_count, m.click_count)
-                        .where(m.campaign_id == c.campaign_id, m.message_id > after)
-                        .order_by(m.message_id).limit(min(limit, 500)))
+    rows = campaigns.messages_page(db(), c.campaign_id, after, min(limit, 500))
     messages = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r._mapping.items()} for r in rows]
     return {"messages": messages, "next_after": messages[-1]["message_id"] if messages else None}
 

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy.exc import OperationalError
 
 from db import tracking
-from db.events import Category, EventType
+from db.events import Category
 from tracking_app.recording import clean_user_agent, db, new_event_key, now, token_or_404
 from tutormax.tokens import Purpose
 
@@ -51,7 +51,7 @@ def unsubscribe(token: str):
                 "one_click": request.form.get("List-Unsubscribe") == "One-Click", "at": now(),
                 "user_agent": clean_user_agent(request.headers.get("User-Agent")), "event_key": new_event_key()}
     try:
-        done = apply_unsubscribe(db(), request_)
+        done = tracking.apply_unsubscribe(db(), request_)
         db().commit()
     except OperationalError:
         # an unsubscribe must never be lost: journal it and apply it when the database is back (its key
@@ -64,22 +64,6 @@ def unsubscribe(token: str):
     return render_template("message.html", title="You're unsubscribed",
                            body="You will get no more emails" + (" from us." if request_["scope"] == "all"
                                                                  else " of this kind.")), 200
-
-
-def apply_unsubscribe(session, request_: dict) -> bool:
-    """Apply one unsubscribe (from the route or the journal); False when the message is unknown."""
-    message = tracking.message(session, request_["message_id"])
-    if message is None or not message.recipient_email:
-        return False
-    at = request_["at"]
-    values = {"unsubscribed_all": True, "unsubscribed_at": at} if request_["scope"] == "all" else {message.category: False}
-    tracking.set_preferences(session, message.recipient_email, values, at)
-    tracking.record_event(session, {
-        "message_id": message.message_id, "event_type": EventType.UNSUBSCRIBED, "event_time": at,
-        "user_agent": request_.get("user_agent"), "is_machine": False, "created_at": at,
-        "event_key": request_.get("event_key"),
-        "event_data": {"scope": request_["scope"], "category": message.category, "one_click": request_["one_click"]}})
-    return True
 
 
 @bp.route("/p/<token>", methods=["GET", "POST"])

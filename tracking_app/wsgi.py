@@ -1,5 +1,5 @@
 """The WSGI entry point for gunicorn: `gunicorn tracking_app.wsgi:app` (see gunicorn.conf.py)."""
 
-from tracking_app import create_app
+from tracking_app.app import create_app
 
 app = create_app()

@@ -100,7 +100,7 @@ def cmd_tracker(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest_journal(args: argparse.Namespace) -> None:
-    from tracking_app.journal import Journal
+    from tutormax.journal import Journal
 
     print(Journal(var_dir() / "journal").ingest())
 

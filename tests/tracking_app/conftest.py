@@ -9,15 +9,15 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from db.models import EmailMessage, EmailTrackingEvent
 from db.session import transaction
-from tracking_app import create_app
+from tracking_app.app import create_app
 from tutormax.tokens import Purpose
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,21 +48,6 @@ def reminder(platform, db_url, now) -> tuple[int, int, int]:
     with transaction(db_url) as s:
         mid = s.scalar(select(EmailMessage.message_id))
     return mid, session_id, student
-
-
-@pytest.fixture
-def sent_message(enqueue, db_url):
-    """A message sent an hour ago (a feedback reminder unless another category is given); returns its id."""
-
-    def make(email: str = "sam@example.com", sent_ago: timedelta = timedelta(hours=1),
-             category: str = "feedback_reminders") -> int:
-        mid = enqueue(email)
-        with transaction(db_url) as s:
-            s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(
-                status="sent", sent_at=datetime.now(timezone.utc) - sent_ago, category=category))
-        return mid
-
-    return make
 
 
 @pytest.fixture

@@ -133,9 +133,8 @@ def _locked(path: Path, how: int) -> Iterator[None]:
 
 def _unsubscribe_once(session, request_: dict[str, Any]) -> bool:
     from db import tracking
-    from tracking_app.prefs import apply_unsubscribe
 
-    return False if tracking.event_seen(session, request_["event_key"]) else apply_unsubscribe(session, request_)
+    return False if tracking.event_seen(session, request_["event_key"]) else tracking.apply_unsubscribe(session, request_)
 
 
 def _encode(value: Any) -> Any:
