@@ -17,7 +17,7 @@ from email import policy
 from tutormax.settings import var_dir
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -68,7 +68,7 @@ def run_demo(sessions: int = 20000) -> None:
         path.unlink(missing_ok=True)
     shutil.rmtree(maildir, ignore_errors=True)
     # the sink and the tracker take free ports so a second demo, or a real MTA on 8025, is no obstacle
-    port, tracker_port = _free_port(), _free_port()
+    port, tracker_port = free_port(), free_port()
     os.environ.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_USE_TLS="false", SMTP_USER="",
                       TRACKING_BASE_URL=f"http://127.0.0.1:{tracker_port}")
 
