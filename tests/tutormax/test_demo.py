@@ -21,6 +21,7 @@ def test_the_demo_waits_long_enough_for_prefects_first_start():
 
 def test_a_taken_tracker_port_stops_the_demo_before_it_changes_anything(monkeypatch, tmp_path):
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TUTORMAX_VAR_DIR", str(tmp_path / "var"))
     smtp_port = os.environ.get("SMTP_PORT")
     state = var_dir()
     (state / "tutormax.db").write_text("last demo's data")
