@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test serve sink tracker bench-delivery bench-tracker bench-analytics smtp-sink clean
+.PHONY: install demo ui test serve sink tracker bench-delivery bench-tracker bench-analytics smtp-sink clean
 
 install: $(STAMP)
 
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m tutormax.cli demo
+
+# Prefect's UI over the runs kept in $(PREFECT_HOME)/prefect.db (the demo's among them) at http://127.0.0.1:4200.
+# The UI calls the API at PREFECT_API_URL: it must name this server, whatever the shell has set.
+ui: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
+	PREFECT_API_URL=http://127.0.0.1:4200/api $(PY) -m prefect server start --host 127.0.0.1 --port 4200
 
 test: $(STAMP)
 	@mkdir -p "$(PREFECT_HOME)"  # Prefect warns at import when its home's parent is missing

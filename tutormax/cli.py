@@ -13,11 +13,12 @@ from tutormax.settings import PROJECT_ROOT, ConfigError, var_dir
 NOW_HELP = "as of this ISO time (backfill); without a zone it is read in TIMEZONE, as the flows read theirs"
 
 
-def _prefect_home() -> None:
-    # keep Prefect's local state (ephemeral server database, logs) inside the project
+def _prefect_home() -> Path:
+    # keep Prefect's local state (its server's database, logs) inside the project
     home = Path(os.environ.setdefault("PREFECT_HOME", str(var_dir() / "prefect")))
     # Prefect won't create a missing parent folder, and `make` points PREFECT_HOME under var/ before it exists
     home.mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def _now(value: str | None) -> datetime | None:
@@ -173,10 +174,10 @@ def cmd_preview(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    _prefect_home()
+    home = _prefect_home()
     from tutormax.demo import run_demo
 
-    run_demo(sessions=args.sessions)
+    run_demo(sessions=args.sessions, prefect_home=home)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import errno
 import mailbox
 import os
 import shutil
@@ -11,13 +12,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email import policy
+from pathlib import Path
+from urllib.parse import urlsplit
 
+from tutormax.prefect_server import PrefectServer, PrefectServerError, healthy
 from tutormax.settings import var_dir
 
+# Prefect's own temporary server allows 20 s, too few for its first start (it migrates its database)
+# on a busy 2-core machine
+PREFECT_STARTUP_SECONDS = 180.0
 
-def _free_port() -> int:
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -57,30 +67,118 @@ def demo_times(url: str, now: datetime) -> dict[str, datetime]:
     }
 
 
-def run_demo(sessions: int = 20000) -> None:
+def tracker_bind(base_url: str) -> str:
+    """The demo tracker's gunicorn bind: TRACKING_BASE_URL's host and port, so the mail's links outlive the demo.
+
+    Stops the demo, before it changes anything, when that address cannot be listened on.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme != "http":
+        sys.exit(f"the demo's tracker serves plain HTTP, so TRACKING_BASE_URL={base_url} cannot reach it; "
+                 "try TRACKING_BASE_URL=http://127.0.0.1:8000 make demo")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    in_url = f"[{host}]" if ":" in host else host
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family) as sock:
+            # as gunicorn does: the previous demo's connections in TIME_WAIT do not make the port taken
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            other = port + 1 if port < 65535 else 8001
+            sys.exit(f"port {port} on {host} is taken (is `make tracker` or another demo running?), and the demo's "
+                     f"tracker must listen there to serve TRACKING_BASE_URL={base_url}. Stop what listens there, "
+                     f"or pick another port: TRACKING_BASE_URL=http://{in_url}:{other} make demo")
+        sys.exit(f"the demo's tracker cannot listen on {host}:{port}, the address of TRACKING_BASE_URL={base_url} "
+                 f"({exc.strerror or exc}); try TRACKING_BASE_URL=http://127.0.0.1:8000 make demo")
+    return f"{in_url}:{port}"
+
+
+@contextmanager
+def prefect_api(home: Path, log: Path) -> Iterator[tuple[Callable[[], None], str]]:
+    """Where the demo's flow runs go: PREFECT_API_URL's server if it answers, else a local one started now.
+
+    Yields a function that waits until the API answers, and where to browse the runs afterwards;
+    a server started here stops on the way out.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured and healthy(configured):
+        yield (lambda: None), f"open {configured.rstrip('/').removesuffix('/api')}"
+        return
+    if configured:
+        print(f"    PREFECT_API_URL={configured} does not answer; the demo starts a Prefect server of its own")
+    server = PrefectServer.launch(free_port(), home=home, log=log)
+
+    def ready() -> None:
+        t = _step(f"waiting for the local Prefect server at {server.api_url} (a first start migrates its database)")
+        try:
+            server.wait_healthy(PREFECT_STARTUP_SECONDS)
+        except PrefectServerError as exc:
+            sys.exit(str(exc))
+        print(f"    ready in {time.perf_counter() - t:.1f} s")
+
+    # Prefect reads its settings from the environment when first imported; the tracker inherits them too
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):  # in case Prefect was imported already
+            yield ready, "make ui, then open http://127.0.0.1:4200"
+    finally:
+        _drain_prefect()
+        server.stop()
+        if configured:
+            os.environ["PREFECT_API_URL"] = configured
+        else:
+            del os.environ["PREFECT_API_URL"]
+
+
+def _drain_prefect() -> None:
+    # the runs' last logs and events go now, while the server listens: at exit they would wait on a
+    # stopped server (over a minute) and then be lost; Prefect's own test harness drains the same way
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=30)
+
+
+def run_demo(sessions: int = 20000, prefect_home: Path | None = None) -> None:
     """Reset the embedded database and Maildir, generate a platform, run every automation, simulate recipients."""
     started = time.perf_counter()
     state = var_dir()
     if os.environ.get("DATABASE_URL"):
         sys.exit("the demo runs on the embedded SQLite database; unset DATABASE_URL (it would fill that database)")
+    from tutormax.settings import get_settings, load_settings
+
+    bind = tracker_bind(load_settings().tracking_base_url)
+    # the sink takes a free port so a real MTA on 8025 is no obstacle: the Maildir keeps the mail either way
+    port = free_port()
+    os.environ.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_USE_TLS="false", SMTP_USER="")
+    get_settings.cache_clear()
+    settings = get_settings()
     maildir = state / "maildir"
     for path in (state / "tutormax.db", state / "tutormax.db-wal", state / "tutormax.db-shm"):
         path.unlink(missing_ok=True)
     shutil.rmtree(maildir, ignore_errors=True)
-    # the sink and the tracker take free ports so a second demo, or a real MTA on 8025, is no obstacle
-    port, tracker_port = _free_port(), _free_port()
-    os.environ.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_USE_TLS="false", SMTP_USER="",
-                      TRACKING_BASE_URL=f"http://127.0.0.1:{tracker_port}")
+    with prefect_api(prefect_home or state / "prefect", state / "prefect-server.log") as (prefect_ready, browse):
+        _run(settings, sessions, maildir, port, bind, prefect_ready)
+    print(f"\nBrowse these runs in the Prefect UI: {browse}")
+    tracker = "make tracker" if bind == "127.0.0.1:8000" else f"TRACKER_BIND={bind} make tracker"
+    print(f"The links in {maildir} work while the tracker serves {settings.tracking_base_url}: {tracker}")
+    print(f"Demo finished in {time.perf_counter() - started:.0f} s.")
 
+
+def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_ready: Callable[[], None]) -> None:
+    """The demo proper: a platform, every automation through Prefect, recipients over HTTP, the results."""
     from db.demo_data import PlatformSize, generate_platform
     from db.migrate import upgrade
     from flows.registry import load_all_flows
-    from tutormax.settings import get_settings
     from tutormax.sink import start_sink
 
-    get_settings.cache_clear()
-    settings = get_settings()
     FLOWS = load_all_flows()
+    state = var_dir()
     now = datetime.now(timezone.utc).replace(microsecond=0)
 
     t = _step(f"migrating {settings.safe_database_url()}")
@@ -101,11 +199,12 @@ def run_demo(sessions: int = 20000) -> None:
     sink = start_sink(maildir, port=port)
     summaries = {}
     try:
+        prefect_ready()
         for name, at in demo_times(settings.database_url, now).items():
             t = _step(f"running {name} through Prefect as of {at.astimezone(settings.tz):%a %Y-%m-%d %H:%M %Z}")
             summaries[name] = FLOWS[name](now=at)
-        t = _step(f"starting the tracker under gunicorn on 127.0.0.1:{tracker_port}")
-        tracker = _start_tracker(tracker_port)
+        t = _step(f"starting the tracker under gunicorn on {bind} ({settings.tracking_base_url})")
+        tracker = _start_tracker(bind, settings.tracking_base_url)
         try:
             # opens within seconds of sending count as machine opens: let a moment pass, as in real life
             time.sleep(max(0.0, 3.0 - (time.perf_counter() - t)))
@@ -147,7 +246,6 @@ def run_demo(sessions: int = 20000) -> None:
         print(f"\nIts HTML part: {preview}; every template with sample data: tutormax preview")
     _print_tracking(settings.database_url, tally)
     _print_analytics(analytics)
-    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
 
 
 def _print_analytics(result: dict) -> None:
@@ -164,15 +262,17 @@ def _print_analytics(result: dict) -> None:
     print(f"    report: {result['report']} (CSV exports beside it)")
 
 
-def _start_tracker(port: int) -> subprocess.Popen:
+def _start_tracker(bind: str, base_url: str) -> subprocess.Popen:
     from tutormax.settings import PROJECT_ROOT
 
-    env = {**os.environ, "TRACKER_BIND": f"127.0.0.1:{port}", "TRACKER_WORKERS": "2"}
+    env = {**os.environ, "TRACKER_BIND": bind, "TRACKER_WORKERS": "2"}
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "tracking_app/gunicorn.conf.py"),
                                "--log-level", "warning", "tracking_app.wsgi:app"], cwd=PROJECT_ROOT, env=env)
     for _ in range(300):
+        if server.poll() is not None:  # e.g. something took the port since the demo began
+            sys.exit(f"the tracker exited at once (code {server.returncode}); is {bind} still free?")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            urllib.request.urlopen(f"{base_url}/healthz", timeout=1)
             return server
         except OSError:
             time.sleep(0.1)
