@@ -30,12 +30,23 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import accumulate
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, insert, select, text
+from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy.orm import Session
 
-from db.events import SessionStatus
-from db.models import Feedback, Manager, RescheduleEvent, Student, Tutor, TutoringSession
+from db.events import EventType, SessionStatus
+from db.models import (
+    EmailPreference,
+    EmailTrackingEvent,
+    Feedback,
+    Manager,
+    RescheduleEvent,
+    Student,
+    Tutor,
+    TutoringSession,
+)
 from db.session import get_engine
 
 __all__ = ["PlatformSize", "generate_platform"]
@@ -666,3 +677,27 @@ class _Generator:
                 "original_start": self.dt(original), "new_start": self.dt(new), "rescheduled_at": self.dt(at),
             })
             self.next_reschedule += 1
+
+
+def latest_unrated_session_end(session: Session, before: datetime) -> datetime | None:
+    """When the latest completed session that nobody rated ended, before a moment (the demo's invitation window)."""
+    unrated = ~select(Feedback.id).where(Feedback.session_id == TutoringSession.id).exists()
+    return session.scalar(select(func.max(TutoringSession.ended_at)).where(
+        TutoringSession.ended_at <= before, TutoringSession.status == SessionStatus.COMPLETED, unrated))
+
+
+def tracker_tally(session: Session) -> dict[str, Any]:
+    """What the tracker recorded, as the demo prints it: events by kind and verdict, devices, feedback, opt-outs."""
+    e = EmailTrackingEvent
+    return {
+        "events": session.execute(select(e.event_type, e.is_machine, e.machine_reason, func.count())
+                                  .where(e.event_type.in_([EventType.OPENED, EventType.CLICKED, EventType.UNSUBSCRIBED]))
+                                  .group_by(e.event_type, e.is_machine, e.machine_reason)
+                                  .order_by(e.event_type, e.is_machine, e.machine_reason)).all(),
+        "devices": session.execute(select(e.device, func.count())
+                                   .where(e.event_type == EventType.OPENED, e.is_machine.is_(False))
+                                   .group_by(e.device).order_by(func.count().desc())).all(),
+        "feedback": session.scalar(select(func.count()).select_from(Feedback).where(Feedback.message_id.is_not(None))),
+        "opted_out": session.scalar(select(func.count()).select_from(EmailPreference)
+                                    .where(EmailPreference.feedback_reminders.is_(False))),
+    }

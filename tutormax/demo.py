@@ -38,12 +38,19 @@ def _step(text: str) -> float:
     return time.perf_counter()
 
 
-def demo_times(url: str, now: datetime) -> dict[str, datetime]:
-    """A moment for each automation at which a platform generated at now gives it work."""
-    from sqlalchemy import func, select
+# run after the recipients have answered (escalations of their concerning answers), or last
+AFTER_RECIPIENTS = ("checkin-escalations", "cleanup-old-tracking-events", "email-analytics")
 
-    from db.models import Feedback, TutoringSession
+
+def demo_times(url: str, now: datetime) -> dict[str, datetime]:
+    """When each sending automation in prefect.yaml runs in the demo: `now`, but where the platform has work later.
+
+    A platform generated at now has sessions that ended minutes and days ago; the digests, summaries
+    and reports look at last week and last month, so they run as of this Monday and the 1st.
+    """
+    from db.demo_data import latest_unrated_session_end
     from db.session import transaction
+    from flows.registry import deployment_specs
     from tutormax.settings import get_settings
 
     tz = get_settings().tz
@@ -51,20 +58,17 @@ def demo_times(url: str, now: datetime) -> dict[str, datetime]:
     monday = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with transaction(url) as s:
-        unrated = ~select(Feedback.id).where(Feedback.session_id == TutoringSession.id).exists()
         # the latest session that nobody rated, so the invitation window (0-2 hours after) finds it
-        last_unrated = s.scalar(select(func.max(TutoringSession.ended_at)).where(
-            TutoringSession.ended_at <= now - timedelta(days=3), TutoringSession.status == "completed", unrated))
-    return {
+        last_unrated = latest_unrated_session_end(s, now - timedelta(days=3))
+    later = {
         "feedback-invitations": (last_unrated or now) + timedelta(minutes=30),
-        "feedback-reminders": now,
-        "first-session-checkins": now,
-        "rescheduling-alerts": now,
         "weekly-digests": monday + timedelta(hours=9),
         "manager-digests": monday + timedelta(hours=8),
         "monthly-summaries": first + timedelta(hours=9),
         "performance-reports": first + timedelta(hours=10),
     }
+    return {spec["name"]: later.get(spec["name"], now) for spec in deployment_specs()
+            if spec["name"] not in AFTER_RECIPIENTS}
 
 
 def tracker_bind(base_url: str) -> str:
@@ -281,25 +285,15 @@ def _start_tracker(bind: str, base_url: str) -> subprocess.Popen:
 
 
 def _print_tracking(url: str, tally) -> None:
-    from sqlalchemy import func, select
-
-    from db.models import EmailPreference, EmailTrackingEvent, Feedback
+    from db.demo_data import tracker_tally
     from db.session import transaction
 
-    e = EmailTrackingEvent
     with transaction(url) as s:
-        rows = s.execute(select(e.event_type, e.is_machine, e.machine_reason, func.count())
-                         .where(e.event_type.in_(["opened", "clicked", "unsubscribed"]))
-                         .group_by(e.event_type, e.is_machine, e.machine_reason)
-                         .order_by(e.event_type, e.is_machine, e.machine_reason)).all()
-        devices = s.execute(select(e.device, func.count()).where(e.event_type == "opened", e.is_machine.is_(False))
-                            .group_by(e.device).order_by(func.count().desc())).all()
-        feedback = s.scalar(select(func.count()).select_from(Feedback).where(Feedback.message_id.is_not(None)))
-        opted_out = s.scalar(select(func.count()).select_from(EmailPreference)
-                             .where(EmailPreference.feedback_reminders.is_(False)))
+        recorded = tracker_tally(s)
     print("\nSimulated recipients: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
     print("What the tracker recorded:")
-    for kind, machine, reason, count in rows:
+    for kind, machine, reason, count in recorded["events"]:
         print(f"    {kind:<13}{'machine (' + reason + ')' if machine else 'human':<36}{count:>5}")
-    print("    human opens by device: " + ", ".join(f"{d} {n}" for d, n in devices))
-    print(f"    feedback given from reminder links: {feedback}; addresses opted out of reminders: {opted_out}")
+    print("    human opens by device: " + ", ".join(f"{d} {n}" for d, n in recorded["devices"]))
+    print(f"    feedback given from reminder links: {recorded['feedback']}; "
+          f"addresses opted out of reminders: {recorded['opted_out']}")
