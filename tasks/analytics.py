@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from db import analytics
 from db.models import EmailCampaign
 from tutormax.metrics import COUNTS, rates_of, ratio, with_rates
+from tutormax.settings import get_settings
 
 TTO_ORDER = ["under 1 hour", "1-4 hours", "4-24 hours", "1-3 days", "over 3 days"]
 
@@ -29,6 +31,7 @@ class Report:
 
     start: datetime
     end: datetime
+    tz: ZoneInfo  # what a day is: by_day, events_by_day and the title count local days in this zone
     overall: dict[str, Any]
     by_template: pd.DataFrame
     by_version: pd.DataFrame
@@ -40,6 +43,13 @@ class Report:
     success: pd.DataFrame
     ab_tests: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def days(self) -> pd.DatetimeIndex:
+        """Every local day of [start, end), in order."""
+        first = self.start.astimezone(self.tz).date()
+        last = (self.end - timedelta(microseconds=1)).astimezone(self.tz).date()
+        return pd.date_range(first, last, freq="D", name="day")
 
 
 def render_ms_p50(samples_per_type: int = 50) -> float:
@@ -110,14 +120,15 @@ def ab_tests(session: Session, frame: pd.DataFrame, alpha: float = 0.05) -> list
     return results
 
 
-def build_report(session: Session, start: datetime, end: datetime) -> Report:
-    """Aggregate in the database (GROUP BY), derive rates in pandas."""
+def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo | None = None) -> Report:
+    """Aggregate in the database (GROUP BY), derive rates in pandas; days are local days in tz (default TIMEZONE)."""
+    tz = tz or get_settings().tz
     timings = {}
     t = time.perf_counter()
-    frame = analytics.message_counts(session, start, end)
+    frame = analytics.message_counts(session, start, end, tz=tz)
     timings["message_counts_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    events = analytics.events_by_day(session, start, end + timedelta(days=30))
+    events = analytics.events_by_day(session, start, end + timedelta(days=30), tz=tz)
     tto = analytics.time_to_open(session, start, end)
     clients = analytics.client_breakdown(session, start, end + timedelta(days=30))
     timings["event_aggregates_s"] = time.perf_counter() - t
@@ -125,7 +136,7 @@ def build_report(session: Session, start: datetime, end: datetime) -> Report:
     overall = {**{k: int(v) for k, v in overall_counts.items()}, **rates_of(overall_counts)}
     tto["bucket"] = pd.Categorical(tto["bucket"], TTO_ORDER, ordered=True)
     report = Report(
-        start=start, end=end, overall=overall,
+        start=start, end=end, tz=tz, overall=overall,
         by_template=with_rates(frame, ["template_type"]),
         by_version=with_rates(frame, ["template_type", "template_version", "ab_variant"]),
         by_campaign=with_rates(frame[frame["campaign_id"] != ""], ["campaign_id", "ab_variant"]),
@@ -239,7 +250,7 @@ def write_report(report: Report, folder: Path) -> Path:
 <style>body{{font-family:system-ui,sans-serif;margin:32px;color:#1f2937}} .k{{display:inline-block;margin:0 24px 16px 0}}
 .k b{{display:block;font-size:28px}} .k span{{color:#6b7280}} table.t{{border-collapse:collapse;font-size:13px;margin-bottom:24px}}
 table.t td,table.t th{{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-align:right}} img{{max-width:100%}}</style></head><body>
-<h1>Email analytics, {report.start:%Y-%m-%d} to {(report.end - timedelta(seconds=1)):%Y-%m-%d}</h1>
+<h1>Email analytics, {report.days[0]:%Y-%m-%d} to {report.days[-1]:%Y-%m-%d}</h1>
 <p>{o.get('messages', 0):,} messages; human opens exclude Apple Mail Privacy Protection, scanners and prefetchers
 (a human click counts as an open). Rates are per delivered message.</p>{headline}
 <h2>Success metrics</h2>{_table(report.success.drop(columns=["value"]))}

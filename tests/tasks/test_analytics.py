@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from tasks.analytics import build_report, write_report
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
 START, END = NOW - timedelta(days=7), NOW + timedelta(days=1)
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def _message(url, key, template_type, status, email=None, **values) -> int:
@@ -27,7 +29,7 @@ def _message(url, key, template_type, status, email=None, **values) -> int:
     with transaction(url) as s:
         mid = s.query(EmailMessage.message_id).filter(EmailMessage.idempotency_key == planned.idempotency_key).scalar()
         s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(
-            status=status, sent_at=NOW - timedelta(hours=4) if status == "sent" else None, **values))
+            **{"status": status, "sent_at": NOW - timedelta(hours=4) if status == "sent" else None, **values}))
     return mid
 
 
@@ -116,3 +118,23 @@ def test_ab_campaign_verdict_in_the_report(db_url):
     (test,) = report.ab_tests
     assert test["variants"]["a"]["clicks"] == 40 and test["variants"]["b"]["clicks"] == 70
     assert test["result"]["winner"] == "b" and test["result"]["significant"]
+
+
+def test_the_title_names_the_first_and_last_local_day(fixture_data, tmp_path):
+    # what the flow passes: local midnights, the end exclusive
+    start, end = datetime(2026, 11, 14, tzinfo=NEW_YORK), datetime(2026, 11, 21, tzinfo=NEW_YORK)
+    with transaction(fixture_data) as s:
+        report = build_report(s, start.astimezone(timezone.utc), end.astimezone(timezone.utc), tz=NEW_YORK)
+    assert "<h1>Email analytics, 2026-11-14 to 2026-11-20</h1>" in write_report(report, tmp_path / "r").read_text()
+
+
+def test_days_are_local_days_in_the_table_and_the_chart(db_url):
+    tokyo = ZoneInfo("Asia/Tokyo")
+    # sent 16:00 UTC on the 20th, opened at 17:00: both on the 21st in Tokyo
+    mid = _message(db_url, 1, "feedback_reminder", "sent", sent_at=datetime(2026, 11, 20, 16, tzinfo=timezone.utc))
+    _event(db_url, mid, "opened", after=timedelta(hours=6))
+    start, end = datetime(2026, 11, 14, tzinfo=tokyo), datetime(2026, 11, 22, tzinfo=tokyo)
+    with transaction(db_url) as s:
+        report = build_report(s, start.astimezone(timezone.utc), end.astimezone(timezone.utc), tz=tokyo)
+    assert report.by_day["day"].tolist() == [date(2026, 11, 21)]
+    assert report.events_by_day["day"].tolist() == [date(2026, 11, 21)]
