@@ -134,7 +134,8 @@ def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo 
     timings["event_aggregates_s"] = time.perf_counter() - t
     overall_counts = frame[list(COUNTS)].sum().to_dict() if len(frame) else {}
     overall = {**{k: int(v) for k, v in overall_counts.items()}, **rates_of(overall_counts)}
-    tto["bucket"] = pd.Categorical(tto["bucket"], TTO_ORDER, ordered=True)
+    # every bucket, in order, empty ones as 0: a missing row reads as a gap in the data
+    tto = tto.set_index("bucket").reindex(TTO_ORDER, fill_value=0).rename_axis("bucket").reset_index()
     report = Report(
         start=start, end=end, tz=tz, overall=overall,
         by_template=with_rates(frame, ["template_type"]),
@@ -142,7 +143,7 @@ def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo 
         by_campaign=with_rates(frame[frame["campaign_id"] != ""], ["campaign_id", "ab_variant"]),
         by_day=with_rates(frame, ["day"]),
         events_by_day=events,
-        time_to_open=tto.sort_values("bucket"),
+        time_to_open=tto,
         clients=clients.sort_values("opens", ascending=False),
         success=success_metrics(session, frame, start, end, render_ms_p50()),
         ab_tests=ab_tests(session, frame),
@@ -260,7 +261,7 @@ table.t td,table.t th{{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-ali
 <h2>Devices</h2><img src="data:image/png;base64,{images['devices']}">{_table(report.clients.head(15))}
 <h2>By template type</h2>{_table(report.by_template)}
 <h2>By template version and variant</h2>{_table(report.by_version)}
-<h2>Time to first open</h2>{_table(report.time_to_open)}
+<h2>Time to first human open</h2>{_table(report.time_to_open)}
 <h2>By day</h2>{_table(report.by_day)}
 <p>CSV exports of every table are in this folder.</p></body></html>"""
     path = folder / "report.html"
