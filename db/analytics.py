@@ -5,29 +5,45 @@ Both the report and the JSON API read their counts from here, so they agree.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Date, and_, case, cast, func, literal, select
+from sqlalchemy import Date, and_, bindparam, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from db.events import BounceType, EventType
 from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback, SurveyResponse
+from tutormax.settings import get_settings
 
 
-def _day(column, session: Session):
-    # one calendar day per UTC date; SQLite has no DATE type, so its date() gives text
-    return func.date(column) if session.get_bind().dialect.name == "sqlite" else cast(column, Date)
+def _sqlite_local_date(value: str | None, zone: str) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).date().isoformat()
+
+
+def _day(column, session: Session, tz: ZoneInfo | None):
+    """The calendar day in tz (default TIMEZONE) of a column holding naive UTC: a report's days are local days."""
+    # inlined, so the SELECT and the GROUP BY are one expression to PostgreSQL
+    zone = bindparam("zone", (tz or get_settings().tz).key, literal_execute=True)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite knows no time zones: the connection gets Python's for this query
+        session.connection().connection.driver_connection.create_function(
+            "local_date", 2, _sqlite_local_date, deterministic=True)
+        return func.local_date(column, zone)
+    return cast(func.timezone(zone, func.timezone("UTC", column)), Date)
 
 
 def _human_engagement(start: datetime, end: datetime):
-    """Per message: did a person (not a machine) open it, or click (a click implies an open)?"""
+    """Per message: did a person (not a machine) open it, or click (a click implies an open), and when first?"""
     e = EmailTrackingEvent
     human = e.is_machine.is_(False)
+    opened = and_(human, e.event_type.in_([EventType.OPENED, EventType.CLICKED]))
     return (
         select(e.message_id,
-               func.max(case((and_(human, e.event_type.in_([EventType.OPENED, EventType.CLICKED])), 1), else_=0))
-               .label("human_opened"),
+               func.max(case((opened, 1), else_=0)).label("human_opened"),
+               func.min(case((opened, e.event_time))).label("human_opened_at"),
                func.max(case((and_(human, e.event_type == EventType.CLICKED), 1), else_=0)).label("human_clicked"),
                func.max(case((e.event_type == EventType.COMPLAINED, 1), else_=0)).label("complained"))
         .where(e.event_time >= start)  # events come after their message; no upper bound: late opens count
@@ -36,11 +52,13 @@ def _human_engagement(start: datetime, end: datetime):
     )
 
 
-def message_counts(session: Session, start: datetime, end: datetime, *filters) -> pd.DataFrame:
-    """Counts per template type, version, variant, campaign and day of sending, for messages created in [start, end)."""
+def message_counts(session: Session, start: datetime, end: datetime, *filters,
+                   tz: ZoneInfo | None = None) -> pd.DataFrame:
+    """Counts per template type, version, variant, campaign and local day of sending, for messages created in
+    [start, end); days in tz, default TIMEZONE."""
     m = EmailMessage
     h = _human_engagement(start, end)
-    day = _day(func.coalesce(m.sent_at, m.created_at), session)
+    day = _day(func.coalesce(m.sent_at, m.created_at), session, tz)
     attempted = m.status.in_(["sent", "failed"])
     query = (
         select(m.template_type, m.template_version, func.coalesce(m.ab_variant, literal("a")).label("ab_variant"),
@@ -69,15 +87,20 @@ def message_counts(session: Session, start: datetime, end: datetime, *filters) -
 
 
 def time_to_open(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
-    """How long after sending the first open came, in buckets (messages created in [start, end))."""
-    m = EmailMessage
-    seconds = (func.extract("epoch", m.opened_at) - func.extract("epoch", m.sent_at)
+    """How long after sending a person first opened (or clicked), in buckets (messages created in [start, end)).
+
+    Machine opens are left out: Apple Mail Privacy Protection fetches the pixel seconds after delivery,
+    which would fill "under 1 hour" with opens no one made.
+    """
+    m, h = EmailMessage, _human_engagement(start, end)
+    seconds = (func.extract("epoch", h.c.human_opened_at) - func.extract("epoch", m.sent_at)
                if session.get_bind().dialect.name == "postgresql"
-               else (func.julianday(m.opened_at) - func.julianday(m.sent_at)) * 86400)
+               else (func.julianday(h.c.human_opened_at) - func.julianday(m.sent_at)) * 86400)
     bucket = case((seconds < 3600, "under 1 hour"), (seconds < 4 * 3600, "1-4 hours"), (seconds < 86400, "4-24 hours"),
                   (seconds < 3 * 86400, "1-3 days"), else_="over 3 days")
     query = (select(bucket.label("bucket"), func.count().label("messages"))
-             .where(m.created_at >= start, m.created_at < end, m.opened_at.is_not(None), m.sent_at.is_not(None))
+             .select_from(m).join(h, h.c.message_id == m.message_id)
+             .where(m.created_at >= start, m.created_at < end, h.c.human_opened_at.is_not(None), m.sent_at.is_not(None))
              .group_by(bucket))
     return pd.read_sql(query, session.connection())
 
@@ -92,10 +115,10 @@ def client_breakdown(session: Session, start: datetime, end: datetime) -> pd.Dat
     return pd.read_sql(query, session.connection())
 
 
-def events_by_day(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
-    """Opens and clicks per day, human and machine, from events in [start, end)."""
+def events_by_day(session: Session, start: datetime, end: datetime, tz: ZoneInfo | None = None) -> pd.DataFrame:
+    """Opens and clicks per local day, human and machine, from events in [start, end)."""
     e = EmailTrackingEvent
-    day = _day(e.event_time, session)
+    day = _day(e.event_time, session, tz)
     query = (select(day.label("day"), e.event_type, e.is_machine, func.count().label("events"))
              .where(e.event_type.in_([EventType.OPENED, EventType.CLICKED]), e.event_time >= start, e.event_time < end)
              .group_by(day, e.event_type, e.is_machine))

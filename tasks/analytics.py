@@ -8,9 +8,11 @@ import io
 import statistics
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from numbers import Integral
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import select
@@ -19,7 +21,8 @@ from sqlalchemy.orm import Session
 from db import analytics
 from db.models import EmailCampaign
 from tasks.email_types import critical_types
-from tutormax.metrics import COUNTS, rates_of, ratio, with_rates
+from tutormax.metrics import COUNTS, RATES, rates_of, ratio, with_rates
+from tutormax.settings import get_settings
 
 TTO_ORDER = ["under 1 hour", "1-4 hours", "4-24 hours", "1-3 days", "over 3 days"]
 
@@ -30,6 +33,7 @@ class Report:
 
     start: datetime
     end: datetime
+    tz: ZoneInfo  # what a day is: by_day, events_by_day and the title count local days in this zone
     overall: dict[str, Any]
     by_template: pd.DataFrame
     by_version: pd.DataFrame
@@ -41,6 +45,13 @@ class Report:
     success: pd.DataFrame
     ab_tests: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def days(self) -> pd.DatetimeIndex:
+        """Every local day of [start, end), in order."""
+        first = self.start.astimezone(self.tz).date()
+        last = (self.end - timedelta(microseconds=1)).astimezone(self.tz).date()
+        return pd.date_range(first, last, freq="D", name="day")
 
 
 def render_ms_p50(samples_per_type: int = 50) -> float:
@@ -111,28 +122,30 @@ def ab_tests(session: Session, frame: pd.DataFrame, alpha: float = 0.05) -> list
     return results
 
 
-def build_report(session: Session, start: datetime, end: datetime) -> Report:
-    """Aggregate in the database (GROUP BY), derive rates in pandas."""
+def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo | None = None) -> Report:
+    """Aggregate in the database (GROUP BY), derive rates in pandas; days are local days in tz (default TIMEZONE)."""
+    tz = tz or get_settings().tz
     timings = {}
     t = time.perf_counter()
-    frame = analytics.message_counts(session, start, end)
+    frame = analytics.message_counts(session, start, end, tz=tz)
     timings["message_counts_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    events = analytics.events_by_day(session, start, end + timedelta(days=30))
+    events = analytics.events_by_day(session, start, end, tz=tz)  # the chart draws the report's days, no later ones
     tto = analytics.time_to_open(session, start, end)
     clients = analytics.client_breakdown(session, start, end + timedelta(days=30))
     timings["event_aggregates_s"] = time.perf_counter() - t
     overall_counts = frame[list(COUNTS)].sum().to_dict() if len(frame) else {}
     overall = {**{k: int(v) for k, v in overall_counts.items()}, **rates_of(overall_counts)}
-    tto["bucket"] = pd.Categorical(tto["bucket"], TTO_ORDER, ordered=True)
+    # every bucket, in order, empty ones as 0: a missing row reads as a gap in the data
+    tto = tto.set_index("bucket").reindex(TTO_ORDER, fill_value=0).rename_axis("bucket").reset_index()
     report = Report(
-        start=start, end=end, overall=overall,
+        start=start, end=end, tz=tz, overall=overall,
         by_template=with_rates(frame, ["template_type"]),
         by_version=with_rates(frame, ["template_type", "template_version", "ab_variant"]),
         by_campaign=with_rates(frame[frame["campaign_id"] != ""], ["campaign_id", "ab_variant"]),
         by_day=with_rates(frame, ["day"]),
         events_by_day=events,
-        time_to_open=tto.sort_values("bucket"),
+        time_to_open=tto,
         clients=clients.sort_values("opens", ascending=False),
         success=success_metrics(session, frame, start, end, render_ms_p50()),
         ab_tests=ab_tests(session, frame),
@@ -142,6 +155,50 @@ def build_report(session: Session, start: datetime, end: datetime) -> Report:
 
 
 # --- files: CSV tables and one HTML report with its charts embedded ---------
+
+# One label per column, shared by every table and the headline; the CSVs keep the machine names.
+LABELS = {
+    "template_type": "Template", "template_version": "Version", "ab_variant": "Variant", "campaign_id": "Campaign",
+    "day": "Day sent", "messages": "Messages", "attempted": "Sent (attempted)", "delivered": "Delivered",
+    "bounced": "Bounced", "blocked": "Blocked", "failed": "Failed", "skipped": "Skipped", "opened_all": "Opened (all)",
+    "opened_human": "Opened (people)", "clicked_all": "Clicked (all)", "clicked_human": "Clicked (people)",
+    "unsubscribed": "Unsubscribed", "complained": "Complained",
+    "delivery_rate": "Delivery rate", "bounce_rate": "Bounce rate", "block_rate": "Block rate",
+    "open_rate_human": "Open rate (people)", "open_rate_all": "Open rate (all)", "click_through_rate": "Click-through",
+    "click_to_open_rate": "Click-to-open", "unsubscribe_rate": "Unsubscribe rate", "complaint_rate": "Complaint rate",
+    "bucket": "First opened by a person", "device": "Device", "browser": "Browser", "os": "Operating system",
+    "opens": "Human opens",
+    "metric": "Metric", "shown": "Value", "target": "Target", "status": "Status",
+}
+
+# After a wide table's group columns, what an analyst reads first: how much went out and whether it arrived,
+# whether people engaged (the human open rate leads, "all" beside it shows the machine inflation), and what it
+# cost in unsubscribes and complaints. The counts behind the rates, skips and blocks stay in the CSV.
+READ_FIRST = ("attempted", "delivered", "delivery_rate", "bounce_rate", "open_rate_human", "open_rate_all",
+              "click_through_rate", "click_to_open_rate", "unsubscribe_rate", "complaint_rate")
+
+# text that may wrap on a phone; names, days and numbers stay on one line
+WRAP = {"metric", "browser", "os"}
+
+HEADLINE = ("delivery_rate", "open_rate_human", "open_rate_all", "click_through_rate", "click_to_open_rate",
+            "unsubscribe_rate")
+
+# (event type, by a machine?) -> the chart's series: label, colour, line style
+SERIES = {("opened", False): ("Opens (people)", "#2563eb", "-"),
+          ("opened", True): ("Opens (machines)", "#93c5fd", "--"),
+          ("clicked", False): ("Clicks (people)", "#ea580c", "-"),
+          ("clicked", True): ("Clicks (machines)", "#fdba74", "--")}
+
+
+def daily_events(report: Report) -> pd.DataFrame:
+    """Opens and clicks on every local day of the report, one column a series; a day without events is 0."""
+    events = report.events_by_day
+    counts = pd.DataFrame()
+    if len(events):
+        series = [SERIES[kind, bool(machine)][0] for kind, machine in zip(events["event_type"], events["is_machine"])]
+        counts = (events.assign(day=pd.to_datetime(events["day"]), series=series)
+                  .groupby(["day", "series"])["events"].sum().unstack("series"))
+    return counts.reindex(index=report.days, columns=[label for label, _, _ in SERIES.values()]).fillna(0).astype(int)
 
 
 def _png(figure) -> str:
@@ -154,39 +211,54 @@ def _png(figure) -> str:
 
 
 def charts(report: Report) -> dict[str, str]:
-    """Opens and clicks over time, the delivery funnel, devices, and A/B click rates with intervals."""
+    """Opens and clicks per day, the delivery funnel, devices, and A/B click rates with intervals."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; set before pyplot is imported
     import matplotlib.pyplot as plt
 
+    # type large for the figure's size: a phone shows the images at under half their width
+    with plt.rc_context({"font.size": 11, "axes.titlesize": 12, "legend.fontsize": 9}):
+        return _draw(report)
+
+
+def _draw(report: Report) -> dict[str, str]:
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
     out = {}
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    daily = report.events_by_day
-    if len(daily):
-        for (kind, machine), part in daily.groupby(["event_type", "is_machine"]):
-            part = part.sort_values("day")
-            ax.plot(part["day"], part["events"], label=f"{kind} ({'machine' if machine else 'human'})",
-                    linestyle="--" if machine else "-", marker="o", markersize=3)
-        # a day either side, so a range of one or two days is not drawn across years
-        ax.set_xlim(min(daily["day"]) - timedelta(days=1), max(daily["day"]) + timedelta(days=1))
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-    ax.set_title("Opens and clicks per day")
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    daily = daily_events(report)
+    for label, color, style in SERIES.values():
+        ax.plot(daily.index, daily[label], label=label, color=color, linestyle=style, marker="o", markersize=3)
+    # ticks on days, never hours: a tick a day over two weeks or less, else on Mondays
+    weeks = -(-len(daily) // 70)  # about ten ticks at most
+    locator = mdates.DayLocator() if len(daily) <= 14 else mdates.WeekdayLocator(byweekday=mdates.MO, interval=weeks)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%-d %b"))
+    ax.set_xlim(daily.index[0] - timedelta(hours=12), daily.index[-1] + timedelta(hours=12))
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(ncols=2)
+    ax.set_title(f"Opens and clicks per day ({report.tz.key})")
     fig.autofmt_xdate()
     out["opens_clicks"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3))
     o = report.overall
     stages = ["attempted", "delivered", "opened_human", "clicked_human"]
-    ax.barh(["sent", "delivered", "opened (human)", "clicked (human)"][::-1], [o.get(s, 0) for s in stages][::-1],
-            color="#2563eb")
+    bars = ax.barh([LABELS[s] for s in stages][::-1], [o.get(s, 0) for s in stages][::-1], color="#2563eb")
+    ax.bar_label(bars, fmt="{:,.0f}", padding=3)
+    ax.margins(x=0.12)
     ax.set_title("Delivery funnel")
     out["funnel"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3))
     devices = report.clients.groupby("device")["opens"].sum().sort_values()
-    ax.barh(devices.index.astype(str), devices.values, color="#10b981")
+    bars = ax.barh(devices.index.astype(str), devices.values, color="#10b981")
+    ax.bar_label(bars, fmt="{:,.0f}", padding=3)
+    ax.margins(x=0.12)
     ax.set_title("Human opens by device")
     out["devices"] = _png(fig)
 
@@ -203,17 +275,60 @@ def charts(report: Report) -> dict[str, str]:
                 rates.append(rate)
                 errors.append((rate - low, high - rate))
         ax.errorbar(rates, labels, xerr=list(zip(*errors)), fmt="o", capsize=4)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_title("A/B click rate with 95% intervals")
         out["ab"] = _png(fig)
     return out
 
 
-def _table(frame: pd.DataFrame, percent: tuple[str, ...] = ()) -> str:
-    shown = frame.copy()
-    for column in shown.columns:
-        if column in percent or column.endswith("_rate"):
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v * 100:.1f}%")
-    return shown.to_html(index=False, border=0, classes="t", na_rep="")
+def _cell(column: str, value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"  # a rate with nothing to divide by
+    if column in RATES:
+        return f"{value * 100:.1f}%"
+    if isinstance(value, (bool, str)):
+        return str(value)
+    if isinstance(value, Integral) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):,}"
+    if isinstance(value, date):
+        return f"{value:%a %Y-%m-%d}"
+    return str(value)
+
+
+def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """frame as HTML: readable headers, rates as percentages, in a box that scrolls sideways on a narrow screen."""
+    shown = frame[columns] if columns else frame
+    if not len(shown):
+        return "<p class=note>Nothing in this range.</p>"
+    classes = {c: " class=n" if c in RATES or pd.api.types.is_numeric_dtype(shown[c]) else " class=w" if c in WRAP else ""
+               for c in shown.columns}
+
+    def cells(tag: str, values) -> str:
+        return "".join(f"<{tag}{classes[c]}>{html.escape(v)}</{tag}>" for c, v in zip(shown.columns, values))
+
+    head = cells("th", (LABELS[c] for c in shown.columns))
+    body = "".join(f"<tr>{cells('td', (_cell(c, v) for c, v in zip(shown.columns, row)))}</tr>"
+                   for row in shown.itertuples(index=False))
+    return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def _wide(frame: pd.DataFrame) -> str:
+    """A counts-and-rates table: its group columns, then the columns an analyst reads first."""
+    return _table(frame, [c for c in frame.columns if c not in COUNTS and c not in RATES] + list(READ_FIRST))
+
+
+STYLE = """*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;color:#1f2937;line-height:1.45;max-width:1280px;margin:0 auto;padding:24px 32px}
+h1{font-size:26px;margin:0 0 8px} h2{font-size:20px;margin:32px 0 10px}
+.kpis{display:flex;flex-wrap:wrap;gap:8px 32px;margin:16px 0} .kpis b{display:block;font-size:28px}
+.kpis span{color:#6b7280;font-size:14px} .note{color:#4b5563;font-size:13px}
+.scroll{overflow-x:auto;max-width:100%;margin-bottom:16px}
+table{border-collapse:separate;border-spacing:0;font-size:13px}
+th,td{padding:5px 8px;border-bottom:1px solid #e5e7eb;text-align:left;white-space:nowrap} td.w{white-space:normal;min-width:9em}
+th{vertical-align:bottom;background:#f3f4f6;white-space:normal;min-width:5em}
+td:first-child,th:first-child{position:sticky;left:0;background:#fff} th:first-child{background:#f3f4f6}
+.n{text-align:right;font-variant-numeric:tabular-nums} img{display:block;max-width:100%;height:auto}
+@media (max-width:600px){body{padding:12px 14px} h1{font-size:21px} .kpis{gap:6px 20px} .kpis b{font-size:22px}}"""
 
 
 def write_report(report: Report, folder: Path) -> Path:
@@ -225,34 +340,38 @@ def write_report(report: Report, folder: Path) -> Path:
               "ab_tests": pd.json_normalize([{"campaign_id": t["campaign_id"], **t["result"]} for t in report.ab_tests])}
     for name, frame in tables.items():
         frame.to_csv(folder / f"{name}.csv", index=False)
-    images = charts(report)
+    pngs = charts(report)
+
+    def image(name: str, alt: str) -> str:
+        return f'<img alt="{alt}" src="data:image/png;base64,{pngs[name]}">' if name in pngs else ""
+
     o = report.overall
-
-    def pct(key):
-        return "—" if o.get(key) is None else f"{o[key] * 100:.1f}%"
-
-    headline = "".join(f"<div class=k><b>{pct(k)}</b><span>{label}</span></div>" for k, label in (
-        ("delivery_rate", "delivered"), ("open_rate_human", "opened by people"), ("open_rate_all", "opened, all"),
-        ("click_through_rate", "clicked"), ("click_to_open_rate", "click-to-open"), ("unsubscribe_rate", "unsubscribed")))
+    headline = "".join(f"<div><b>{_cell(k, o.get(k))}</b><span>{LABELS[k]}</span></div>" for k in HEADLINE)
+    definitions = "; ".join(f"{LABELS[rate]} = {LABELS[num].lower()} / {LABELS[den].lower()}"
+                            for rate, (num, den) in RATES.items())
     verdicts = "".join(f"<li><b>{html.escape(t['campaign_name'])}</b>: {html.escape(t['result']['reason'])}</li>"
                        for t in report.ab_tests) or "<li>No A/B campaigns in this range.</li>"
-    body = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Email analytics</title>
-<style>body{{font-family:system-ui,sans-serif;margin:32px;color:#1f2937}} .k{{display:inline-block;margin:0 24px 16px 0}}
-.k b{{display:block;font-size:28px}} .k span{{color:#6b7280}} table.t{{border-collapse:collapse;font-size:13px;margin-bottom:24px}}
-table.t td,table.t th{{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-align:right}} img{{max-width:100%}}</style></head><body>
-<h1>Email analytics, {report.start:%Y-%m-%d} to {(report.end - timedelta(seconds=1)):%Y-%m-%d}</h1>
-<p>{o.get('messages', 0):,} messages; human opens exclude Apple Mail Privacy Protection, scanners and prefetchers
-(a human click counts as an open). Rates are per delivered message.</p>{headline}
-<h2>Success metrics</h2>{_table(report.success.drop(columns=["value"]))}
-<h2>A/B tests</h2><ul>{verdicts}</ul>{f'<img src="data:image/png;base64,{images["ab"]}">' if "ab" in images else ""}
-<h2>Opens and clicks over time</h2><img src="data:image/png;base64,{images['opens_clicks']}">
-<h2>Delivery funnel</h2><img src="data:image/png;base64,{images['funnel']}">
-<h2>Devices</h2><img src="data:image/png;base64,{images['devices']}">{_table(report.clients.head(15))}
-<h2>By template type</h2>{_table(report.by_template)}
-<h2>By template version and variant</h2>{_table(report.by_version)}
-<h2>Time to first open</h2>{_table(report.time_to_open)}
-<h2>By day</h2>{_table(report.by_day)}
-<p>CSV exports of every table are in this folder.</p></body></html>"""
+    body = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Email analytics</title>
+<style>{STYLE}</style></head><body>
+<h1>Email analytics, {report.days[0]:%Y-%m-%d} to {report.days[-1]:%Y-%m-%d}</h1>
+<p>{o.get('messages', 0):,} messages created in this range; days are local days in {report.tz.key}. Human opens exclude
+Apple Mail Privacy Protection, scanners and prefetchers (a human click counts as an open).</p>
+<div class=kpis>{headline}</div>
+<details class=note><summary>How each rate is computed</summary>{html.escape(definitions)}. A dash: nothing to divide
+by.</details>
+<h2>Success metrics</h2>{_table(report.success, ["metric", "shown", "target", "status"])}
+<h2>A/B tests</h2><ul>{verdicts}</ul>{image("ab", "A/B click rate per variant with 95% intervals")}
+<h2>Opens and clicks per day</h2>{image("opens_clicks", "Opens and clicks per day, people and machines")}
+<h2>Delivery funnel</h2>{image("funnel", "Delivery funnel: sent, delivered, opened and clicked by people")}
+<h2>By template type</h2>{_wide(report.by_template)}
+<h2>By template version and variant</h2>{_wide(report.by_version)}
+<h2>By campaign</h2>{_wide(report.by_campaign)}
+<h2>By day sent</h2>{_wide(report.by_day)}
+<h2>Time to first human open</h2>{_table(report.time_to_open)}
+<h2>Devices</h2>{image("devices", "Human opens by device")}{_table(report.clients.head(15))}
+<p class=note>This folder has every table as CSV, with every column: {", ".join(f"{n}.csv" for n in tables)}.</p>
+</body></html>"""
     path = folder / "report.html"
     path.write_text(body)
     return path

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import re
+from datetime import date, datetime, timedelta, timezone
+from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -11,10 +14,12 @@ from sqlalchemy import update
 from db import outbox, tracking
 from db.models import EmailCampaign, EmailMessage
 from db.session import transaction
-from tasks.analytics import build_report, write_report
+from tasks.analytics import LABELS, build_report, daily_events, write_report
+from tutormax.metrics import COUNTS, RATES
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
 START, END = NOW - timedelta(days=7), NOW + timedelta(days=1)
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def _message(url, key, template_type, status, email=None, **values) -> int:
@@ -27,7 +32,7 @@ def _message(url, key, template_type, status, email=None, **values) -> int:
     with transaction(url) as s:
         mid = s.query(EmailMessage.message_id).filter(EmailMessage.idempotency_key == planned.idempotency_key).scalar()
         s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(
-            status=status, sent_at=NOW - timedelta(hours=4) if status == "sent" else None, **values))
+            **{"status": status, "sent_at": NOW - timedelta(hours=4) if status == "sent" else None, **values}))
     return mid
 
 
@@ -72,8 +77,9 @@ def test_every_metric_by_hand(fixture_data):
     by_type = report.by_template.set_index("template_type")
     assert by_type.loc["feedback_reminder", "open_rate_human"] == pytest.approx(1 / 3)
     assert pd.isna(by_type.loc["weekly_digest", "delivery_rate"])  # zero denominator: no rate, no crash
-    tto = dict(zip(report.time_to_open["bucket"].astype(str), report.time_to_open["messages"]))
-    assert tto == {"under 1 hour": 2, "1-3 days": 1}
+    # first opens by people only (the MPP open is a machine's), every bucket in order, empty ones 0
+    assert list(zip(report.time_to_open["bucket"], report.time_to_open["messages"])) == [
+        ("under 1 hour", 1), ("1-4 hours", 0), ("4-24 hours", 0), ("1-3 days", 1), ("over 3 days", 0)]
     devices = report.clients.groupby("device")["opens"].sum().to_dict()
     assert devices == {"mobile": 1, "desktop": 1}
     success = report.success.set_index("metric")
@@ -84,11 +90,15 @@ def test_every_metric_by_hand(fixture_data):
     assert success.loc["Template rendering time (p50)", "status"] == "pass"
 
 
-def test_empty_range_gives_no_data_not_errors(db_url):
+def test_empty_range_gives_no_data_not_errors(db_url, tmp_path):
     with transaction(db_url) as s:
         report = build_report(s, START, END)
     assert report.overall.get("delivery_rate") is None
     assert set(report.success["status"]) <= {"no data", "pass"}
+    page = write_report(report, tmp_path / "r").read_text()
+    assert "<div><b>—</b><span>Delivery rate</span></div>" in page
+    assert "<h2>By template type</h2><p class=note>Nothing in this range.</p>" in page
+    assert daily_events(report).to_numpy().sum() == 0 and len(daily_events(report)) == len(report.days) == 9
 
 
 def test_report_files(fixture_data, tmp_path):
@@ -116,3 +126,120 @@ def test_ab_campaign_verdict_in_the_report(db_url):
     (test,) = report.ab_tests
     assert test["variants"]["a"]["clicks"] == 40 and test["variants"]["b"]["clicks"] == 70
     assert test["result"]["winner"] == "b" and test["result"]["significant"]
+
+
+class _Tables(HTMLParser):
+    """Every <table> in a page by the <h2> above it, as rows of cell texts, the header row first."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.heading, self.rows = "", None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h2":
+            self.heading = ""
+        elif tag == "table":
+            self.rows = self.tables[self.heading] = []
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.rows = None
+
+    def handle_data(self, data):
+        if self.rows:
+            self.rows[-1][-1] += data
+        elif self.lasttag == "h2":
+            self.heading += data
+
+
+def _page(fixture_data, folder, start=START, end=END):
+    with transaction(fixture_data) as s:
+        report = build_report(s, start, end, tz=NEW_YORK)
+    return report, write_report(report, folder).read_text()
+
+
+WIDE_HEADER = ["Sent (attempted)", "Delivered", "Delivery rate", "Bounce rate", "Open rate (people)", "Open rate (all)",
+               "Click-through", "Click-to-open", "Unsubscribe rate", "Complaint rate"]
+
+
+def test_the_page_shows_every_rate_as_a_percentage_under_readable_headers(fixture_data, tmp_path):
+    report, page = _page(fixture_data, tmp_path / "r")
+    tables = _Tables(page).tables
+    assert list(tables) == ["Success metrics", "By template type", "By template version and variant", "By day sent",
+                            "Time to first human open", "Devices"]
+    assert "<h2>By campaign</h2><p class=note>Nothing in this range.</p>" in page  # the fixture has no campaigns
+    assert tables["By template type"][0] == ["Template", *WIDE_HEADER]
+    assert tables["By template version and variant"][0] == ["Template", "Version", "Variant", *WIDE_HEADER]
+    assert tables["By day sent"][0] == ["Day sent", *WIDE_HEADER]
+    assert tables["Success metrics"][0] == ["Metric", "Value", "Target", "Status"]
+    # all fixture messages went out on Friday 20 November, New York time: one row, the overall rates
+    (day,) = [dict(zip(tables["By day sent"][0], row)) for row in tables["By day sent"][1:]]
+    assert (day["Day sent"], day["Sent (attempted)"], day["Delivery rate"], day["Open rate (people)"],
+            day["Open rate (all)"], day["Click-to-open"]) == ("Fri 2026-11-20", "6", "66.7%", "50.0%", "75.0%", "50.0%")
+    rates = {LABELS[name] for name in RATES}
+    for table in tables.values():
+        for row in table[1:]:
+            for header, cell in zip(table[0], row):
+                if header in rates:  # a percentage, or a dash where there is nothing to divide by
+                    assert re.fullmatch(r"\d{1,3}\.\d%|—", cell), (header, cell)
+    by_template = tables["By template type"]
+    digest = dict(zip(by_template[0], next(row for row in by_template[1:] if row[0] == "weekly_digest")))
+    assert digest["Delivery rate"] == "—"  # skipped only: no attempt to divide by
+    assert "_rate" not in page and "opened_human" not in page  # no machine names reach the page
+    headline = re.findall(r"<b>([^<]*)</b><span>([^<]*)</span>", page)
+    assert ("50.0%", "Open rate (people)") in headline and ("75.0%", "Open rate (all)") in headline
+
+
+def test_the_csv_keeps_every_column_by_its_machine_name(fixture_data, tmp_path):
+    _page(fixture_data, tmp_path / "r")
+    metrics = [*COUNTS, *RATES]
+    assert list(pd.read_csv(tmp_path / "r" / "by_template.csv").columns) == ["template_type", *metrics]
+    assert list(pd.read_csv(tmp_path / "r" / "by_day.csv").columns) == ["day", *metrics]
+    assert list(pd.read_csv(tmp_path / "r" / "by_version_variant.csv").columns) == [
+        "template_type", "template_version", "ab_variant", *metrics]
+    assert pd.read_csv(tmp_path / "r" / "by_day.csv")["open_rate_human"].tolist() == [0.5]
+
+
+def test_the_title_names_the_first_and_last_local_day(fixture_data, tmp_path):
+    # what the flow passes: local midnights, the end exclusive
+    start, end = datetime(2026, 11, 14, tzinfo=NEW_YORK), datetime(2026, 11, 21, tzinfo=NEW_YORK)
+    _, page = _page(fixture_data, tmp_path / "r", start.astimezone(timezone.utc), end.astimezone(timezone.utc))
+    assert "<h1>Email analytics, 2026-11-14 to 2026-11-20</h1>" in page
+
+
+def test_the_chart_has_every_day_of_the_range_with_zeros(fixture_data):
+    with transaction(fixture_data) as s:
+        report = build_report(s, START, END, tz=NEW_YORK)
+    daily = daily_events(report)
+    # START and END are 10:00 in New York on the 13th and 21st: nine local days, each once, in order
+    assert list(daily.index.date) == [date(2026, 11, 13) + timedelta(days=i) for i in range(9)]
+    assert list(daily.columns) == ["Opens (people)", "Opens (machines)", "Clicks (people)", "Clicks (machines)"]
+    # on the 20th: m1's open and click and the MPP open; the alert's open (21st 17:00 UTC) is after END
+    assert daily.loc["2026-11-20"].tolist() == [1, 1, 1, 0]
+    assert daily.drop(pd.Timestamp("2026-11-20")).to_numpy().sum() == 0
+
+
+def test_days_are_local_days_in_the_table_and_the_chart(db_url):
+    tokyo = ZoneInfo("Asia/Tokyo")
+    # sent 16:00 UTC on the 20th, opened at 17:00: both on the 21st in Tokyo
+    mid = _message(db_url, 1, "feedback_reminder", "sent", sent_at=datetime(2026, 11, 20, 16, tzinfo=timezone.utc))
+    _event(db_url, mid, "opened", after=timedelta(hours=6))
+    start, end = datetime(2026, 11, 14, tzinfo=tokyo), datetime(2026, 11, 22, tzinfo=tokyo)
+    with transaction(db_url) as s:
+        report = build_report(s, start.astimezone(timezone.utc), end.astimezone(timezone.utc), tz=tokyo)
+    assert report.by_day["day"].tolist() == [date(2026, 11, 21)]
+    assert report.events_by_day["day"].tolist() == [date(2026, 11, 21)]
+    daily = daily_events(report)
+    assert daily.index[0].date() == date(2026, 11, 14) and daily.index[-1].date() == date(2026, 11, 21)
+    assert daily["Opens (people)"].tolist() == [0] * 7 + [1]
+
+
+def test_every_column_has_a_label():
+    assert set(COUNTS) | set(RATES) <= set(LABELS)
+    assert len(set(LABELS.values())) == len(LABELS)  # two columns never read alike
