@@ -18,7 +18,7 @@ def log(text: str) -> None:
 
 
 def emit(figure: str, value, unit: str, **extra) -> None:
-    """One figure as one JSON line (../shared/BENCHMARKS.md)."""
+    """One figure as one JSON line (the convention in benchmarks/README.md)."""
     print(json.dumps({"figure": figure, "value": value, "unit": unit, **extra}), flush=True)
 
 

@@ -52,11 +52,13 @@ def _human_engagement(start: datetime, end: datetime):
     )
 
 
-def message_counts(session: Session, start: datetime, end: datetime, *filters,
-                   tz: ZoneInfo | None = None) -> pd.DataFrame:
+def message_counts(session: Session, start: datetime, end: datetime, *, campaign_id: str | None = None,
+                   template_type: str | None = None, tz: ZoneInfo | None = None) -> pd.DataFrame:
     """Counts per template type, version, variant, campaign and local day of sending, for messages created in
-    [start, end); days in tz, default TIMEZONE."""
+    [start, end) (of one campaign or template type if given); days in tz, default TIMEZONE."""
     m = EmailMessage
+    filters = [column == value for column, value in ((m.campaign_id, campaign_id), (m.template_type, template_type))
+               if value is not None]
     h = _human_engagement(start, end)
     day = _day(func.coalesce(m.sent_at, m.created_at), session, tz)
     attempted = m.status.in_(["sent", "failed"])

@@ -9,10 +9,11 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from db.session import transaction
-from tasks.analytics import Report, build_report, write_report
 from flows.pipeline import run_name
+from tasks.analytics import Report, build_report, write_report
 from tasks.cleanup import ingest_journal
 from tasks.plan import DB_RETRIES
+from tasks.summary import heading
 from tutormax.clock import resolve_now
 from tutormax.settings import PROJECT_ROOT, get_settings
 
@@ -27,7 +28,8 @@ def compute(start: datetime, end: datetime) -> Report:
 @task(name="write-analytics-report")
 def write_files(report: Report) -> str:
     """The HTML report with charts and the CSV exports under reports/."""
-    folder = PROJECT_ROOT / "reports" / f"email-analytics_{report.start:%Y-%m-%d}_{report.end:%Y-%m-%d}"
+    first, last = report.days[0], report.days[-1]
+    folder = PROJECT_ROOT / "reports" / f"email-analytics_{first:%Y-%m-%d}_{last:%Y-%m-%d}"
     return str(write_report(report, folder))
 
 
@@ -36,9 +38,10 @@ def _records(frame) -> list[dict[str, Any]]:
 
 
 @task(name="publish-analytics-artifacts")
-def publish(report: Report, path: str) -> dict[str, Any]:
+def publish(report: Report, path: str, run_at: datetime, parameters: dict[str, Any]) -> dict[str, Any]:
     """Keyed artifacts, so each day's version lines up on the Artifacts page."""
     o = report.overall
+    covers = f"messages created {report.days[0]:%a %Y-%m-%d} to {report.days[-1]:%a %Y-%m-%d} ({report.tz.key} days)"
 
     def pct(key):
         return "—" if o.get(key) is None else f"{o[key] * 100:.1f}%"
@@ -46,7 +49,7 @@ def publish(report: Report, path: str) -> dict[str, Any]:
     success = "\n".join(f"| {r.metric} | {r.shown} | {r.target} | {r.status} |" for r in report.success.itertuples())
     verdicts = "\n".join(f"- **{t['campaign_name']}**: {t['result']['reason']}" for t in report.ab_tests) or "- none"
     create_markdown_artifact(key="email-analytics-summary", description="email analytics headline", markdown=(
-        f"# Email analytics {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}\n\n"
+        heading("email-analytics", run_at, parameters, covers) +
         f"{o.get('messages', 0):,} messages. Delivery {pct('delivery_rate')}, human opens {pct('open_rate_human')} "
         f"(all {pct('open_rate_all')}), clicks {pct('click_through_rate')}, click-to-open {pct('click_to_open_rate')}, "
         f"unsubscribes {pct('unsubscribe_rate')}, bounces {pct('bounce_rate')}.\n\n"
@@ -62,7 +65,8 @@ def publish(report: Report, path: str) -> dict[str, Any]:
                          description="open on the machine that ran the flow; CSV exports sit beside it")
     return {"report": path, **{k: o.get(k) for k in ("messages", "delivery_rate", "open_rate_human", "open_rate_all",
                                                        "click_through_rate", "click_to_open_rate")},
-            "success": {r.metric: r.status for r in report.success.itertuples()},
+            "success": {r.metric: {"value": r.shown, "target": r.target, "status": r.status}
+                        for r in report.success.itertuples()},
             "ab_tests": {t["campaign_id"]: {"winner": t["result"]["winner"], "reason": t["result"]["reason"]}
                          for t in report.ab_tests}}
 
@@ -80,4 +84,4 @@ def email_analytics(start: date | None = None, end: date | None = None, now: dat
     ingest_journal()  # events the tracker journaled during an outage belong in the figures
     report = compute(datetime.combine(first, time(0), tzinfo=tz).astimezone(timezone.utc),
                      datetime.combine(last + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc))
-    return publish(report, write_files(report))
+    return publish(report, write_files(report), run_at, {"start": start, "end": end, "days": days, "now": resolve_now(now)})

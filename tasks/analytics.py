@@ -15,11 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import analytics
-from db.models import EmailCampaign
+from db import analytics, campaigns
 from tasks.email_types import critical_types
 from tutormax.metrics import COUNTS, RATES, rates_of, ratio, with_rates
 from tutormax.settings import get_settings
@@ -106,8 +104,7 @@ def ab_tests(session: Session, frame: pd.DataFrame, alpha: float = 0.05) -> list
     from tasks.abtest import VariantStats, compare
 
     results = []
-    campaigns = session.scalars(select(EmailCampaign).where(EmailCampaign.ab_test_enabled.is_(True))).all()
-    for campaign in campaigns:
+    for campaign in campaigns.ab_tests(session):
         rows = frame[frame["campaign_id"] == campaign.campaign_id]
         per_variant = rows.groupby("ab_variant")[["attempted", "delivered", "opened_human", "clicked_human"]].sum()
         stats = {v: VariantStats(variant=v, sent=int(r.attempted), delivered=int(r.delivered),

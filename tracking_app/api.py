@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, abort, current_app, jsonify, request
 from db import analytics, campaigns, tracking
 from db.events import Category
-from db.models import EmailCampaign, EmailMessage
+from db.models import EmailCampaign
 from tracking_app.recording import db, now
 from tutormax.metrics import COUNTS, rates_of
 
@@ -37,9 +37,9 @@ def _require_token():
 EVERYTHING = (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc))
 
 
-def _metrics(*filters) -> dict[str, Any]:
+def _metrics(**filters: str) -> dict[str, Any]:
     """The same counts and rates (fractions, None without a denominator) the analytics report shows."""
-    frame = analytics.message_counts(db(), *EVERYTHING, *filters)
+    frame = analytics.message_counts(db(), *EVERYTHING, **filters)
     counts = {k: int(frame[k].sum()) if len(frame) else 0 for k in COUNTS}
     return {"counts": counts, "rates": rates_of(counts)}
 
@@ -73,7 +73,7 @@ def campaign_list():
 def campaign(campaign_id: str):
     """One campaign with live metrics from its messages."""
     c = _campaign(campaign_id)
-    return {"campaign": _campaign_json(c), **_metrics(EmailMessage.campaign_id == c.campaign_id)}
+    return {"campaign": _campaign_json(c), **_metrics(campaign_id=c.campaign_id)}
 
 
 @bp.get("/campaigns/<campaign_id>/messages")
@@ -92,7 +92,7 @@ def campaign_ab_test(campaign_id: str):
     from tasks.abtest import VariantStats, compare
 
     c = _campaign(campaign_id)
-    frame = analytics.message_counts(db(), *EVERYTHING, EmailMessage.campaign_id == c.campaign_id)
+    frame = analytics.message_counts(db(), *EVERYTHING, campaign_id=c.campaign_id)
     per_variant = frame.groupby("ab_variant")[list(COUNTS)].sum() if len(frame) else frame
     variants = {v: {k: int(row[k]) for k in COUNTS} for v, row in per_variant.iterrows()}
     body: dict[str, Any] = {"campaign_id": c.campaign_id, "ab_test_enabled": c.ab_test_enabled,
@@ -114,7 +114,7 @@ def metrics_overall():
 @bp.get("/metrics/template/<template_type>")
 def metrics_template(template_type: str):
     """The same figures for one template type."""
-    return {"template_type": template_type[:50], **_metrics(EmailMessage.template_type == template_type[:50])}
+    return {"template_type": template_type[:50], **_metrics(template_type=template_type[:50])}
 
 
 def _email_from_body() -> tuple[str, dict[str, Any]]:

@@ -260,7 +260,9 @@ def _print_analytics(result: dict) -> None:
     print(f"    messages {result['messages']:,}, delivery {pct(result['delivery_rate'])}, "
           f"opens {pct(result['open_rate_human'])} human / {pct(result['open_rate_all'])} all, "
           f"clicks {pct(result['click_through_rate'])}, click-to-open {pct(result['click_to_open_rate'])}")
-    print("    success metrics: " + ", ".join(f"{name} {status}" for name, status in result["success"].items()))
+    print("    success metrics (value, target):")
+    for name, metric in result["success"].items():
+        print(f"        {name:<40}{metric['value']:>10}  {metric['target']:<8}{metric['status']}")
     for campaign, verdict in result["ab_tests"].items():
         print(f"    A/B {campaign}: {verdict['reason']}")
     print(f"    report: {result['report']} (CSV exports beside it)")
