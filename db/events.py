@@ -6,9 +6,12 @@ from enum import StrEnum
 
 
 class EventType(StrEnum):
-    """What happened to a message; email_tracking_events.event_type holds these."""
+    """What happened to a message; email_tracking_events.event_type holds these.
 
-    QUEUED = "queued"
+    A planned message is its own record of being queued (email_messages.status): no event is written
+    for it, which would double the rows a plan writes.
+    """
+
     SENT = "sent"
     DEFERRED = "deferred"
     DELIVERED = "delivered"

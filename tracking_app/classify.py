@@ -150,7 +150,7 @@ def _in_networks(ip: str | None, networks: Sequence[IPNetwork]) -> bool:
 
 # per kind of event, the rules that come before "too soon after sending" in its classifier's order
 BEFORE_TOO_SOON = {
-    "opened": frozenset({"apple_mpp_user_agent", "apple_mpp_proxy_ip", "known_prefetcher"}),
+    "opened": frozenset({"head_request", "apple_mpp_user_agent", "apple_mpp_proxy_ip", "known_prefetcher"}),
     "clicked": frozenset({"head_request", "scanner_user_agent", "no_user_agent"}),
 }
 
@@ -170,8 +170,12 @@ def _too_soon(sent_at: datetime | None, at: datetime, min_human_seconds: float) 
 
 
 def classify_open(*, user_agent: str | None, ip: str | None, sent_at: datetime | None, at: datetime,
-                  apple_proxy_networks: Sequence[IPNetwork], min_human_seconds: float = 2.0) -> Verdict:
+                  apple_proxy_networks: Sequence[IPNetwork], min_human_seconds: float = 2.0,
+                  method: str = "GET") -> Verdict:
     """Flag an open pixel fetch as machine-made (with why) or human."""
+    # a mail client showing an image GETs it; a HEAD is a link checker or gateway probing the URL
+    if method.upper() == "HEAD":
+        return Verdict(True, "head_request")
     ua = _clip(user_agent)
     # Apple MPP preloads every image on delivery, whether or not anyone reads the mail.
     if ua == _APPLE_MPP_UA:

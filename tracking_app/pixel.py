@@ -61,7 +61,8 @@ class OpenPixel:
         # the rules that do not need the message are settled here; "too soon after sending" is
         # applied with the write, where sent_at is at hand (db.tracking.OpenRecorder)
         early = classify_open(user_agent=user_agent, ip=ip, sent_at=None, at=at,
-                              apple_proxy_networks=config["APPLE_PROXY_NETWORKS"])
+                              apple_proxy_networks=config["APPLE_PROXY_NETWORKS"],
+                              method=environ.get("REQUEST_METHOD", "GET"))
         strong = early.reason in BEFORE_TOO_SOON["opened"]
         client = parse_client(user_agent)
         key = new_event_key()
