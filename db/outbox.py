@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, text, update
@@ -18,8 +18,6 @@ from db.copy import copy_into_temp
 from db.session import is_postgres
 from db.types import UTCDateTime
 
-# A claim older than this is taken to be from a worker that died mid-batch.
-CLAIM_LEASE = timedelta(minutes=15)
 MAX_RETRIES = 3
 FIRST_RETRY_DELAY = timedelta(seconds=60)
 
@@ -172,11 +170,11 @@ def _plan_by_copy(session: Session, planned: Sequence[PlannedMessage], now: date
     return PlanCounts(queued=queued, skipped=skipped, already_planned=len(planned) - queued - skipped)
 
 
-def _due(now: datetime):
+def _due(now: datetime, expired_before: datetime):
     return or_(
         EmailMessage.status == MessageStatus.QUEUED,
         and_(EmailMessage.status == MessageStatus.DEFERRED, EmailMessage.next_attempt_at <= now),
-        and_(EmailMessage.status == MessageStatus.SENDING, EmailMessage.claimed_at < now - CLAIM_LEASE),
+        and_(EmailMessage.status == MessageStatus.SENDING, EmailMessage.claimed_at < expired_before),
     )
 
 
@@ -198,12 +196,21 @@ class Claimed:
 
 
 def claim(
-    session: Session, now: datetime, limit: int, token: str, template_types: Sequence[str] | None = None
+    session: Session, now: datetime, limit: int, token: str, template_types: Sequence[str] | None = None, *,
+    lease: timedelta = timedelta(minutes=15), wall_clock: datetime | None = None,
 ) -> list[Claimed]:
-    """Claim up to limit due messages for one delivery batch; concurrent claimers never share one."""
+    """Claim up to limit due messages, by priority then age; concurrent claimers never share one.
+
+    Due is judged at the run's `now` (a backfill's past, a test's fixed instant). A claim is stamped
+    and its lease judged on the wall clock, always: a backfill's old `now` would otherwise write claims
+    every other runner took for long expired, and send their messages again. A claim older than
+    `lease` is taken to be from a worker that died mid-batch.
+    """
+    wall = wall_clock or datetime.now(timezone.utc)
+    due = _due(now, wall - lease)
     ids_query = (
         select(EmailMessage.message_id)
-        .where(_due(now))
+        .where(due)
         .order_by(EmailMessage.priority, EmailMessage.message_id)
         .limit(limit)
     )
@@ -217,8 +224,8 @@ def claim(
     # one statement: re-checking "due" in the UPDATE keeps the claim safe where SKIP LOCKED is unavailable
     rows = session.execute(
         update(EmailMessage)
-        .where(EmailMessage.message_id.in_(select(claimable.c.message_id)), _due(now))
-        .values(status=MessageStatus.SENDING, claim_token=token, claimed_at=now)
+        .where(EmailMessage.message_id.in_(select(claimable.c.message_id)), due)
+        .values(status=MessageStatus.SENDING, claim_token=token, claimed_at=wall)
         .returning(*(getattr(EmailMessage, f.name) for f in fields(Claimed))),
         execution_options={"synchronize_session": False},
     )

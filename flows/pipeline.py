@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from tasks.deliver import deliver_due
+from tasks.deliver import apply_send_rate, deliver_due
 from tasks.email_types import EmailType
 from tasks.summary import finish
 from tutormax.clock import resolve_now
@@ -32,6 +32,10 @@ def plan_and_send(flow_name: str, plan: Callable[[datetime, bool], dict[str, Any
     now = resolve_now(now)
     run_at = now or datetime.now(timezone.utc)
     planned = plan(run_at, dry_run)
-    # an explicit `now` (a backfill or a test) also drives delivery's clock; otherwise delivery uses the wall clock
-    delivery = None if dry_run else deliver_due(now, batch_size or get_settings().batch_size, [t.name for t in types])
+    delivery = None
+    if not dry_run:
+        apply_send_rate()
+        # the run's own mail goes at once; anything else due is deliver-outbox's, within the minute.
+        # An explicit `now` (a backfill or a test) also drives delivery's clock, else the wall clock does
+        delivery = deliver_due(now, batch_size or get_settings().batch_size, [t.name for t in types])
     return finish(flow_name, run_at, planned, delivery, dry_run, explicit_now=now is not None)

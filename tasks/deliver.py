@@ -1,33 +1,35 @@
-"""Sockets: one SMTP connection per batch; each recipient's answer mapped to an outcome."""
+"""Delivery: claim due mail in chunks, send it over pooled SMTP connections under the send-rate limit, record each outcome."""
 
 from __future__ import annotations
 
 import smtplib
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from jinja2 import TemplateError
 from prefect import task
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import SQLAlchemyError
 
-from db import outbox, queries
+from db import outbox, queries, queue
 from db.events import Category, SkipReason
+from db.queue import QueueState
 from db.session import transaction
-from tasks import mime
+from tasks import send_rate
+from tasks.compose import Composer
 from tasks.mime import Envelope
 from tasks.recipients import preference_skip
-from tasks.smtp_replies import Reply, Stage, Verdict, classify
-from tasks.render import TemplateMissing, get_renderer, message_context, template_name, track
 from tasks.retry import DATABASE_DOWN, retry_on
-from tutormax.links import Links
+from tasks.smtp_replies import Reply, Stage, Verdict, classify
 from tutormax.logs import run_logger
 from tutormax.settings import Settings, get_settings
 
@@ -228,47 +230,60 @@ def _content(data: bytes) -> bytes:
     return (b"." + data if data.startswith(b".") else data) + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
-# --- the delivery task: claim a batch, render, build, send, record each outcome ---
+# --- connections a run reuses -------------------------------------------------------
 
 
-class Preparer:
-    """Renders and builds one claimed message at a time; one that cannot be built fails with a reason."""
+class ConnectionPool:
+    """The SMTP connections one run reuses across its batches (the spec's pooling), at most `size` at once."""
 
-    def __init__(self, settings: Settings, now: datetime | None) -> None:
-        self.settings, self.now = settings, now
-        self.renderer = get_renderer(settings.timezone)
-        self.links = Links(settings)
-        self.render_ms: list[float] = []
+    def __init__(self, settings: Settings, size: int) -> None:
+        self.settings = settings
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[SmtpConnection] = []
+        self._lock = threading.Lock()
 
-    def __call__(self, message: outbox.Claimed) -> tuple[Envelope, str] | str:
-        """(envelope, subject), or the reason it cannot be sent."""
-        settings, links = self.settings, self.links
-        at = self.now or datetime.now(timezone.utc)
-        try:
-            started = time.perf_counter()
-            context = message_context(
-                template_type=message.template_type, message_id=message.message_id,
-                recipient_name=message.recipient_name, metadata=message.message_metadata,
-                settings=settings, links=links, now=at,
-            )
-            name = template_name(message.template_version, message.ab_variant)
-            rendered = self.renderer.render(message.template_type, name, context)
-            rendered = track(rendered, links, message.message_id, {context["unsubscribe_url"], context["preferences_url"]})
-            self.render_ms.append((time.perf_counter() - started) * 1000)
-            envelope = mime.build(
-                message_id=message.message_id, idempotency_key=message.idempotency_key,
-                from_email=settings.smtp_from_email, from_name=settings.smtp_from_name,
-                to_email=message.recipient_email, to_name=message.recipient_name,
-                subject=rendered.subject, html=rendered.html, text=rendered.text,
-                unsubscribe_url=context["unsubscribe_url"],
-                list_id=f"{message.template_type.replace('_', '-')}.{settings.from_domain}",
-                date=at,
-            )
-        except mime.InvalidRecipient as exc:
-            return str(exc)
-        except (TemplateMissing, TemplateError, KeyError, ValueError) as exc:
-            return f"cannot render {message.template_type}: {type(exc).__name__}: {exc}"
-        return envelope, rendered.subject
+    @contextmanager
+    def connection(self) -> Iterator[SmtpConnection]:
+        """An open connection: an idle one if any, else a new one (a dropped one reconnects as it sends)."""
+        with self._slots:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                connection = SmtpConnection(self.settings)
+                connection.connect()
+            try:
+                yield connection
+            except BaseException:
+                connection.close()  # a batch that failed leaves the conversation in an unknown state
+                raise
+            with self._lock:
+                self._idle.append(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+# pools of the runs in this process, by a key deliver_due hands its batch tasks (a Prefect task's
+# parameters are data, not live sockets)
+_POOLS: dict[str, ConnectionPool] = {}
+
+
+@contextmanager
+def _pool(key: str | None, settings: Settings) -> Iterator[ConnectionPool]:
+    if key in _POOLS:
+        yield _POOLS[key]
+        return
+    own = ConnectionPool(settings, 1)  # a batch run on its own (a test, a retry in another process)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+# --- the delivery task: claim due mail chunk by chunk, compose, sign, send, record -----------
 
 
 class OutcomeLog:
@@ -337,19 +352,20 @@ def _outcome(message: outbox.Claimed, subject: str, reply: Reply, at: datetime) 
     return outcome, outcome.status  # deferred, or failed once out of retries
 
 
-def _salvage(log: OutcomeLog, token: str, claimed: list[int]) -> None:
+def _salvage(log: OutcomeLog, token: str | None, claimed: list[int], lease: timedelta) -> None:
     """After a failed batch: record what was sent and put the rest back in the queue, if the database lets us."""
     try:
         log.close()
+        if token is None:
+            return
         with transaction() as session:
             # only messages never handed to the server: one whose outcome was lost keeps its claim
             released = outbox.release(session, token, [m for m in claimed if m not in log.attempted])
         run_logger().warning("delivery batch stopped; %d unsent messages back in the queue", released)
     except SQLAlchemyError as exc:
-        # the claim's lease (db.outbox.CLAIM_LEASE) hands these messages to a later run
+        # the claim's lease hands these messages to a later run
         run_logger().error("delivery batch stopped and the database is unreachable (%s); %d outcomes "
-                           "unrecorded, the batch's claim expires in %s", type(exc).__name__, len(log.pending),
-                           outbox.CLAIM_LEASE)
+                           "unrecorded, the batch's claim expires in %s", type(exc).__name__, len(log.pending), lease)
 
 
 # the emails that ask for a session's feedback: once it is given, one still queued must not go
@@ -372,6 +388,46 @@ def _unwanted_now(session, messages: list[outbox.Claimed]) -> dict[int, str]:
     return reasons
 
 
+class Pace:
+    """How fast this batch sends: a 421 or 4.7.x "slow down" halves it for the rest of the batch."""
+
+    SLOWEST = 8
+
+    def __init__(self) -> None:
+        self.slower = 1
+
+    def heard(self, reply: Reply) -> None:
+        if reply.slow_down:
+            self.slower = min(self.SLOWEST, self.slower * 2)
+
+    def rest(self, chunk_seconds: float, deadline: float | None) -> None:
+        """After a chunk that took chunk_seconds: wait so that it took `slower` times as long."""
+        if self.slower > 1:
+            wait = chunk_seconds * (self.slower - 1)
+            time.sleep(max(0.0, min(wait, deadline - time.time())) if deadline else wait)
+
+
+@dataclass
+class _Chunk:
+    token: str
+    messages: list[outbox.Claimed]
+
+
+def _claim(now: datetime | None, limit: int, types: list[str] | None, lease: timedelta,
+           counts: Counter[str]) -> _Chunk:
+    """Claim up to limit due messages, and skip those no longer wanted (counted as withdrawn)."""
+    token = uuid.uuid4().hex
+    with transaction() as session:
+        at = now or datetime.now(timezone.utc)
+        claimed = outbox.claim(session, at, limit, token, types, lease=lease)
+        unwanted = _unwanted_now(session, claimed)
+        outbox.withdraw(session, token, unwanted, at)
+    counts["claimed"] += len(claimed)
+    if unwanted:
+        counts["withdrawn"] += len(unwanted)
+    return _Chunk(token, [m for m in claimed if m.message_id not in unwanted])
+
+
 @task(
     name="deliver-batch",
     retries=3,
@@ -379,78 +435,144 @@ def _unwanted_now(session, messages: list[outbox.Claimed]) -> dict[int, str]:
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_on(ServerDown, *DATABASE_DOWN),
 )
-def deliver_batch(now: datetime | None = None, limit: int = 500, template_types: list[str] | None = None) -> dict[str, Any]:
-    """Claim up to limit due messages and send them over one SMTP connection."""
+def deliver_batch(now: datetime | None = None, limit: int = 500, template_types: list[str] | None = None,
+                  deadline: float | None = None, pool: str | None = None) -> dict[str, Any]:
+    """Send up to limit due messages over one SMTP connection, claimed a chunk at a time, under the send-rate limit.
+
+    With SMTP_RATE_LIMIT set, a chunk is about a second's worth of the limit and its slots are taken
+    before it goes; the next chunk is claimed afresh, so mail that became due meanwhile at a higher
+    priority waits for one chunk at most. Stops at `deadline` (epoch seconds) between chunks.
+    """
     settings = get_settings()
-    token = uuid.uuid4().hex
-    with transaction() as session:
-        at = now or datetime.now(timezone.utc)
-        claimed = outbox.claim(session, at, limit, token, template_types)
-        unwanted = _unwanted_now(session, claimed)
-        outbox.withdraw(session, token, unwanted, at)
-    messages = [m for m in claimed if m.message_id not in unwanted]
-    counts = {"claimed": len(claimed), **({"withdrawn": len(unwanted)} if unwanted else {})}
-    if not messages:
-        return {"counts": counts, "render_ms": []}
+    rate = send_rate.SendRate(settings.smtp_rate_limit) if settings.smtp_rate_limit else None
+    lease = timedelta(seconds=settings.claim_lease_seconds)
+    counts: Counter[str] = Counter()
     log = OutcomeLog()
-    prepare = Preparer(settings, now)
+    compose = Composer(settings, now)
+    signing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dkim") if compose.signer else None
     clock = (lambda: now) if now else (lambda: datetime.now(timezone.utc))
-    in_flight = None
+    pace = Pace()
     trouble = 0
+    chunk: _Chunk | None = None
+    in_flight: tuple[outbox.Claimed, str] | None = None
 
     def settle(flight: tuple[outbox.Claimed, str], reply: Reply) -> None:
         nonlocal trouble
         log.add(*_outcome(*flight, reply, clock()))
+        pace.heard(reply)
         trouble = trouble + 1 if reply.verdict is Verdict.SERVER else 0
         if trouble >= TROUBLE_IN_A_ROW:
             # the full answers are on the messages; the task's error names the rule, not a recipient
             raise ServerTrouble(f"{trouble} answers in a row blamed the SMTP server, the last "
                                 f"{reply.code} {reply.status or ''} ({reply.rule})")
 
-    try:
-        with SmtpConnection(settings) as connection:
-            for message in messages:
-                # built while the server reads the previous message, which is answered after
-                prepared = prepare(message)
-                if in_flight is not None:
-                    flight, in_flight = in_flight, None
-                    settle(flight, connection.answer())
-                if isinstance(prepared, str):
-                    log.add(outbox.failed(message, clock(), prepared), "failed")
-                    continue
-                envelope, subject = prepared
-                connection.submit(envelope)
-                in_flight = (message, subject)
+    def send(messages: list[outbox.Claimed], connection: SmtpConnection) -> None:
+        nonlocal in_flight
+        for message in messages:
+            # built while the server reads the previous message, and signed while we wait for its answer
+            prepared = compose(message)
+            signed: Future[Envelope] | None = None
+            if signing is not None and not isinstance(prepared, str):
+                signed = signing.submit(compose.sign, prepared[0])
             if in_flight is not None:
                 flight, in_flight = in_flight, None
                 settle(flight, connection.answer())
+            if isinstance(prepared, str):
+                log.add(outbox.failed(message, clock(), prepared), "failed")
+                continue
+            connection.submit(signed.result() if signed is not None else prepared[0])
+            in_flight = (message, prepared[1])
+        if in_flight is not None:
+            flight, in_flight = in_flight, None
+            settle(flight, connection.answer())
+
+    try:
+        with _pool(pool, settings) as connections, ExitStack() as held:
+            connection: SmtpConnection | None = None  # taken from the pool once there is mail to send
+            while counts["claimed"] < limit and not (deadline and time.time() >= deadline):
+                wanted = min(rate.chunk if rate else limit, limit - counts["claimed"])
+                before = counts["claimed"]
+                chunk = _claim(now, wanted, template_types, lease, counts)
+                if chunk.messages:
+                    connection = connection or held.enter_context(connections.connection())
+                    if rate:
+                        send_rate.acquire(rate, len(chunk.messages))
+                    started = time.monotonic()
+                    send(chunk.messages, connection)
+                    pace.rest(time.monotonic() - started, deadline)
+                chunk = None
+                if counts["claimed"] - before < wanted:
+                    break  # nothing more is due
     except BaseException as exc:
         if in_flight is not None and not isinstance(exc, ServerDown):
             log.attempted.add(in_flight[0].message_id)  # the server may have taken it: it keeps its claim
-        _salvage(log, token, [m.message_id for m in messages])
+        _salvage(log, chunk.token if chunk else None, [m.message_id for m in chunk.messages] if chunk else [], lease)
         raise
+    finally:
+        if signing is not None:
+            signing.shutdown(wait=True)
     log.close()
-    return {"counts": {**counts, **log.counts}, "render_ms": prepare.render_ms}
+    counts.update(log.counts)
+    return {"counts": dict(counts), "render_ms": compose.render_ms}
+
+
+@task(name="apply-send-rate-limit", retries=2, retry_delay_seconds=5)
+def apply_send_rate() -> str | None:
+    """Create or update the shared send-rate limit from SMTP_RATE_LIMIT (nothing to do when it is unset)."""
+    per_minute = get_settings().smtp_rate_limit
+    if per_minute is None:
+        return None
+    applied = send_rate.apply(per_minute)
+    run_logger().info(applied)
+    return applied
+
+
+@task(name="read-queue", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on(*DATABASE_DOWN))
+def read_queue(now: datetime) -> QueueState:
+    """The queue after this run: counts by priority, type and status; the oldest due; the next retry; stuck claims."""
+    settings = get_settings()
+    with transaction() as session:
+        return queue.state(session, now, datetime.now(timezone.utc), timedelta(seconds=settings.claim_lease_seconds))
 
 
 @dataclass
 class DeliveryReport:
-    counts: Counter[str]
-    render_ms: list[float]
+    counts: Counter[str] = field(default_factory=Counter)
+    render_ms: list[float] = field(default_factory=list)
     error: str | None = None
 
 
-def deliver_due(now: datetime | None, batch_size: int, template_types: list[str] | None = None) -> DeliveryReport:
-    """Deliver due messages batch by batch (one task run per batch) until none are left."""
-    report = DeliveryReport(Counter(), [])
-    while True:
-        state = deliver_batch(now=now, limit=batch_size, template_types=template_types, return_state=True)
-        if state.is_failed():
-            # the batch's messages went back to the queue; a later run delivers them
-            report.error = str(state.message or "delivery failed")
-            return report
-        result = state.result()
-        report.counts.update(result["counts"])
-        report.render_ms.extend(result["render_ms"])
-        if result["counts"].get("claimed", 0) < batch_size:
-            return report
+def deliver_due(now: datetime | None, batch_size: int, template_types: list[str] | None = None,
+                budget_seconds: float | None = None) -> DeliveryReport:
+    """Deliver due messages until none are left (or the budget is spent): batches side by side, one connection each.
+
+    Up to SMTP_CONNECTIONS batch task runs at a time, each on a connection of this run's pool, so
+    the run holds no more than that many connections; a round of batches that found the queue
+    empty, or ran out of time, is the last.
+    """
+    settings = get_settings()
+    report = DeliveryReport()
+    deadline = time.time() + budget_seconds if budget_seconds else None
+    key = uuid.uuid4().hex
+    _POOLS[key] = ConnectionPool(settings, settings.smtp_connections)
+    try:
+        while True:
+            futures = [deliver_batch.submit(now=now, limit=batch_size, template_types=template_types,
+                                            deadline=deadline, pool=key) for _ in range(settings.smtp_connections)]
+            full = True
+            for future in futures:
+                future.wait()
+                state = future.state
+                if state.is_failed():
+                    # the batch's unsent messages went back to the queue; a later run delivers them
+                    report.error = report.error or str(state.message or "delivery failed")
+                    full = False
+                    continue
+                result = state.result()
+                report.counts.update(result["counts"])
+                report.render_ms.extend(result["render_ms"])
+                full = full and result["counts"].get("claimed", 0) >= batch_size
+            if not full or (deadline and time.time() >= deadline):
+                return report
+    finally:
+        _POOLS.pop(key).close()

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from db.queue import QueueState
 from tasks.deliver import DeliveryReport
 from tutormax.settings import get_settings
 
@@ -97,3 +98,27 @@ def publish_effect(measured: list[dict[str, Any]]) -> int:
                           description=f"Reschedule rate (reschedules per scheduled session) in the 14 days after "
                                       f"each alert against the 14 days before; average change {average}")
     return len(rows)
+
+
+def queue_lines(queue: QueueState, tz) -> list[str]:
+    """The queue in words, for `tutormax queue` and deliver-outbox's artifact (markdown reads them as a list)."""
+    from db.events import PRIORITY_RANK
+
+    names = {rank: priority.value for priority, rank in PRIORITY_RANK.items()}
+    local = lambda at: f"{at.astimezone(tz):%a %Y-%m-%d %H:%M:%S %Z}"  # noqa: E731
+    lines = [f"Queue at {local(queue.at)}: {queue.due:,} due now, "
+             f"{sum(n for *_, n in queue.counts):,} unfinished in all."]
+    if queue.oldest_due:
+        mid, template, planned = queue.oldest_due
+        lines.append(f"Oldest due: message {mid} ({template}), planned {local(planned)}.")
+    if queue.next_retry:
+        lines.append(f"Next retry: {local(queue.next_retry)}.")
+    if queue.stuck:
+        lines.append(f"Claims past their lease (a runner died mid-batch; the next runner takes them): {len(queue.stuck)}, "
+                     "the oldest " + ", ".join(f"message {mid} ({template}) claimed {local(at)}"
+                                               for mid, template, at in queue.stuck[:3]) + ".")
+    lines.append("")
+    lines.append("| priority | template type | status | messages |")
+    lines.append("|---|---|---|---|")
+    lines += [f"| {names.get(rank, rank)} | {template} | {status} | {n:,} |" for status, template, rank, n in queue.counts]
+    return lines

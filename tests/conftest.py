@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
@@ -117,6 +119,9 @@ class FaultyHandler:
 
     def __init__(self) -> None:
         self.received: list[tuple[list[str], bytes]] = []
+        self.times: list[float] = []  # when each message was accepted (time.time())
+        self.connections = 0  # sessions opened (EHLOs)
+        self.stall_data: float = 0.0  # seconds to sit on each message before answering it
         self.faults: dict[str, str] = {}   # address -> "defer" | "bounce" | "drop_once" | "drop"
         self.dropped: list[str] = []
         self.pipelining = True
@@ -126,6 +131,7 @@ class FaultyHandler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        self.connections += 1
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -161,7 +167,10 @@ class FaultyHandler:
             self.dropped.append(rcpt)
             server.transport.close()  # hang up mid-transaction, before any reply
             return "421 closing"
+        if self.stall_data:
+            await asyncio.sleep(self.stall_data)
         self.received.append((list(envelope.rcpt_tos), envelope.original_content))
+        self.times.append(time.time())
         return "250 2.0.0 Queued"
 
 
@@ -294,27 +303,34 @@ def now() -> datetime:
 
 @pytest.fixture
 def enqueue(db_url, now):
-    """Plan feedback-reminder messages straight into the outbox: enqueue(email, name=..., entity_id=...)."""
+    """Plan messages straight into the outbox: enqueue(email, name=..., entity_id=..., template_type=..., priority=...).
+
+    A feedback reminder by default; another type carries its declared sample metadata and priority.
+    """
+    from sqlalchemy import select
+
     from db import outbox
+    from db.models import EmailMessage
     from db.session import transaction
+    from tasks.email_types import get
 
-    counter = iter(range(1, 10_000))
+    counter = iter(range(1, 100_000))
 
-    def _enqueue(email: str | None, name: str | None = "Sam Student", entity_id: int | None = None) -> int:
+    def _enqueue(email: str | None, name: str | None = "Sam Student", entity_id: int | None = None,
+                 template_type: str = "feedback_reminder", priority: int | None = None) -> int:
         entity = entity_id or next(counter)
+        kind = get(template_type)
+        metadata = ({"session_id": entity, "student_name": name or "Sam", "tutor_name": "Tara Tutor",
+                     "subject_name": "Algebra", "session_ended_at": (now - timedelta(hours=30)).isoformat(),
+                     "is_parent": False} if template_type == "feedback_reminder" else kind.sample[1])
         planned = outbox.PlannedMessage(
-            workflow_type="feedback_reminder", entity_type="session", entity_id=entity, step="reminder",
-            template_type="feedback_reminder", category="feedback_reminders", recipient_type="student",
+            workflow_type=template_type, entity_type="session", entity_id=entity, step="reminder",
+            template_type=template_type, category=kind.category, recipient_type="student",
             recipient_email=email, recipient_name=name, recipient_id=entity,
-            metadata={"session_id": entity, "student_name": name or "Sam", "tutor_name": "Tara Tutor",
-                      "subject_name": "Algebra", "session_ended_at": (now - timedelta(hours=30)).isoformat(),
-                      "is_parent": False},
+            priority=kind.rank if priority is None else priority, metadata=metadata,
         )
         with transaction(db_url) as s:
             outbox.plan(s, [planned], now)
-            from sqlalchemy import select
-
-            from db.models import EmailMessage
             return s.scalar(select(EmailMessage.message_id).where(EmailMessage.idempotency_key == planned.idempotency_key))
 
     return _enqueue

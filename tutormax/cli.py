@@ -148,6 +148,29 @@ def cmd_suppressions(args: argparse.Namespace) -> None:
     print(f"lifted {lifted} suppression(s) of {address.lower()}; it gets mail again")
 
 
+def cmd_queue(args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from db import queue
+    from db.session import transaction
+    from tasks.summary import queue_lines
+    from tutormax.settings import get_settings
+
+    settings = get_settings()
+    wall = datetime.now(timezone.utc)
+    with transaction() as session:
+        state = queue.state(session, _now(args.now) or wall, wall, timedelta(seconds=settings.claim_lease_seconds))
+    print("\n".join(queue_lines(state, settings.tz)))
+
+
+def cmd_limits(args: argparse.Namespace) -> None:
+    _prefect_home()
+    from tasks import send_rate
+    from tutormax.settings import get_settings
+
+    print(send_rate.apply(get_settings().smtp_rate_limit))
+
+
 def cmd_preview(args: argparse.Namespace) -> None:
     from tasks.email_types import SAMPLE_NOW, all_types
     from tasks.render import Renderer, message_context, template_name, track
@@ -234,6 +257,16 @@ def main(argv: list[str] | None = None) -> None:
         q.add_argument("--why", required=True, help="kept with the change")
         q.add_argument("--by", help="who (default: your user name)")
     p.set_defaults(func=cmd_suppressions)
+
+    p = sub.add_parser("queue", help="the mail queue: what waits by priority, type and status, the oldest due, "
+                                     "the next retry, claims that look stuck")
+    p.add_argument("--now", help="judge what is due " + NOW_HELP)
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("limits", help="the send-rate limit on the Prefect server")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("apply", help="create or update it from SMTP_RATE_LIMIT (deactivate it when unset)")
+    p.set_defaults(func=cmd_limits)
 
     p = sub.add_parser("preview", help="render templates with sample data to var/previews/")
     p.add_argument("type", nargs="?", help="template type (default: all)")

@@ -18,6 +18,13 @@ from sqlalchemy.engine import make_url
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _read_key_file(path: str) -> str:
+    try:
+        return Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"is neither a PEM key nor a readable file ({type(exc).__name__})") from None
+
+
 def var_dir() -> Path:
     """The writable state folder (database, maildir, journals, previews)."""
     path = Path(os.environ.get("TUTORMAX_VAR_DIR", PROJECT_ROOT / "var"))
@@ -63,6 +70,20 @@ class Settings(BaseSettings):
     # operators add ranges as Apple publishes them)
     apple_proxy_networks: str = Field(default="17.0.0.0/8", validation_alias="APPLE_PROXY_NETWORKS")
     batch_size: int = Field(default=500, ge=1, le=10000, validation_alias="DELIVERY_BATCH_SIZE")
+    # messages per minute the relay allows, shared by every process and worker (a Prefect global
+    # concurrency limit with slot decay); empty: unlimited, as for the local sink
+    smtp_rate_limit: int | None = Field(default=None, ge=1, le=1_000_000, validation_alias="SMTP_RATE_LIMIT")
+    # SMTP connections one run may hold open at once, each sending its own batches side by side (a relay
+    # far away answers slowly: more connections, more throughput, still under SMTP_RATE_LIMIT)
+    smtp_connections: int = Field(default=1, ge=1, le=32, validation_alias="SMTP_CONNECTIONS")
+    # a claim older than this is taken to be from a worker that died mid-batch, and its messages go again
+    claim_lease_seconds: int = Field(default=900, ge=10, validation_alias="DELIVERY_CLAIM_LEASE_SECONDS")
+    # DKIM (RFC 6376) signs every message when all three are set; the key is a PEM or a path to one,
+    # RSA of 2048 bits or more (rsa-sha256) or Ed25519 (ed25519-sha256, RFC 8463)
+    dkim_domain: str = Field(default="", validation_alias="DKIM_DOMAIN")
+    dkim_selector: str = Field(default="", validation_alias="DKIM_SELECTOR")
+    dkim_private_key: SecretStr = Field(default=SecretStr(""), validation_alias="DKIM_PRIVATE_KEY",
+                                        validate_default=True)  # so a key missing beside a domain is caught
 
     @field_validator("database_url")
     @classmethod
@@ -99,6 +120,35 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP network (expected CIDR like 10.0.0.0/8)") from None
         return value
+
+    @field_validator("smtp_rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dkim_domain", "dkim_selector")
+    @classmethod
+    def _dkim_label(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not all(part and part.replace("-", "").isalnum() for part in value.split(".")):
+            raise ValueError("expected a domain or selector of letters, digits, hyphens and dots")
+        return value
+
+    @field_validator("dkim_private_key")
+    @classmethod
+    def _dkim_key(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        given = value.get_secret_value().strip()
+        if not given:
+            if info.data.get("dkim_domain") or info.data.get("dkim_selector"):
+                raise ValueError("is needed when DKIM_DOMAIN and DKIM_SELECTOR are set")
+            return value
+        if not (info.data.get("dkim_domain") and info.data.get("dkim_selector")):
+            raise ValueError("is set, but DKIM_DOMAIN and DKIM_SELECTOR are not both set")
+        from tasks.dkim import load_key
+
+        pem = given if given.startswith("-----BEGIN") else _read_key_file(given)
+        load_key(pem.encode())  # ValueError with the reason, never the key
+        return SecretStr(pem)
 
     @field_validator("smtp_tls_ca_file")
     @classmethod

@@ -70,7 +70,8 @@ def test_the_claim_can_walk_the_partial_due_index(migrated_urls):
     from db.models import EmailMessage
     from db.outbox import _due
 
-    query = (select(EmailMessage.message_id).where(_due(datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    query = (select(EmailMessage.message_id).where(_due(now, now))
              .order_by(EmailMessage.priority, EmailMessage.message_id).limit(500).with_for_update(skip_locked=True))
     engine = create_engine(migrated_urls["postgresql"])
     with engine.connect() as conn:
@@ -80,3 +81,34 @@ def test_the_claim_can_walk_the_partial_due_index(migrated_urls):
         plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {compiled}")))
     engine.dispose()
     assert "ix_email_messages_due" in plan and "Sort" not in plan, plan
+
+
+def test_the_queue_reads_only_the_partial_due_index(migrated_urls):
+    """`tutormax queue` and deliver-outbox's artifact run every minute: never a scan of every message ever sent."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import event, text
+    from sqlalchemy.orm import Session
+
+    from db import queue
+
+    engine = create_engine(migrated_urls["postgresql"])
+    statements = []
+
+    def keep(conn, cursor, sql, params, context, many):
+        statements.append((sql, params))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    now = datetime.now(timezone.utc)
+    with Session(engine) as session:
+        queue.state(session, now, now, timedelta(minutes=15))
+    event.remove(engine, "before_cursor_execute", keep)
+    statements = [(sql, params) for sql, params in statements if sql.lstrip().upper().startswith("SELECT")]
+    with engine.connect() as conn:
+        for setting in ("enable_seqscan", "enable_bitmapscan"):  # a tiny table: ask for the index
+            conn.execute(text(f"SET {setting} = off"))
+        plans = [" ".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, params)) for sql, params in statements]
+    engine.dispose()
+    assert len(plans) == 5
+    for plan in plans:
+        assert "Seq Scan" not in plan and "ix_email_messages_due" in plan, plan

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
@@ -39,14 +39,29 @@ def test_concurrent_claims_partition_the_queue(db_url, enqueue, now):
     assert sorted(everything) == sorted(ids)  # each message claimed exactly once
 
 
-def test_a_dead_workers_claim_expires(db_url, enqueue, now):
+def test_a_dead_workers_claim_expires_on_the_wall_clock(db_url, enqueue, now):
+    mid = enqueue("a@example.com")
+    wall = datetime.now(timezone.utc)
+    lease = timedelta(minutes=15)
+    with transaction(db_url) as s:
+        assert [m.message_id for m in outbox.claim(s, now, 10, "dead-worker", lease=lease, wall_clock=wall)] == [mid]
+    with transaction(db_url) as s:  # still leased: nobody else may take it, whatever `now` they run as of
+        assert outbox.claim(s, now + timedelta(days=30), 10, "other", lease=lease,
+                            wall_clock=wall + timedelta(minutes=14)) == []
+    with transaction(db_url) as s:
+        assert [m.message_id for m in outbox.claim(s, now, 10, "other", lease=lease,
+                                                   wall_clock=wall + timedelta(minutes=16))] == [mid]
+
+
+def test_a_backfill_runs_claims_are_leased_like_any_other(db_url, enqueue, now):
+    """A run as of last month stamps its claim with the wall clock: a normal run beside it must not take it."""
     mid = enqueue("a@example.com")
     with transaction(db_url) as s:
-        assert [m.message_id for m in outbox.claim(s, now, 10, "dead-worker")] == [mid]
-    with transaction(db_url) as s:  # still leased: nobody else may take it
-        assert outbox.claim(s, now + timedelta(minutes=14), 10, "other") == []
+        assert [m.message_id for m in outbox.claim(s, now - timedelta(days=30), 10, "backfill")] == [mid]
     with transaction(db_url) as s:
-        assert [m.message_id for m in outbox.claim(s, now + timedelta(minutes=16), 10, "other")] == [mid]
+        assert outbox.claim(s, datetime.now(timezone.utc), 10, "normal") == []
+        (claimed_at,) = s.execute(select(EmailMessage.claimed_at).where(EmailMessage.message_id == mid)).one()
+    assert abs(claimed_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
 
 
 def test_record_writes_status_and_one_event_per_outcome(db_url, enqueue, now):

@@ -334,3 +334,39 @@ def test_a_feedback_request_is_not_sent_once_the_session_has_its_feedback(smtp, 
     assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "withdrawn": 1}
     assert (_by_id(db_url, mid).status, _by_id(db_url, mid).skip_reason) == ("skipped", "feedback_given")
     assert smtp.received == []
+
+
+def test_the_smtp_timeout_bounds_every_read(smtp_server, enqueue, db_url, now, monkeypatch):
+    """A server that sits on a message answers nobody: each wait ends after SMTP_TIMEOUT, then the batch gives up."""
+    import time
+
+    monkeypatch.setenv("SMTP_TIMEOUT", "0.5")
+    get_settings.cache_clear()
+    smtp_server.stall_data = 5
+    enqueue("slow@example.com")
+    started = time.monotonic()
+    with pytest.raises(ServerDown, match="SMTP connection kept dropping: .*timed out"):
+        deliver_batch.fn(now=now)
+    # three tries, each waiting SMTP_TIMEOUT for the answer (and a reconnect between them)
+    assert 1.5 <= time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize(("answers", "waits"), [
+    (["250 2.0.0 OK"], []),
+    (["421 4.7.0 Try again later"], [0.3]),
+    (["451 4.7.500 Server busy"], [0.3]),
+    (["421 4.7.0 Try again later", "451 4.7.500 Server busy"], [0.9]),
+    (["451 4.3.0 Temporary failure"], []),
+])
+def test_a_slow_down_answer_halves_the_pace_for_the_rest_of_the_batch(monkeypatch, answers, waits):
+    from tasks import deliver
+    from tasks.smtp_replies import Stage, classify
+
+    slept = []
+    monkeypatch.setattr(deliver.time, "sleep", slept.append)
+    pace = deliver.Pace()
+    for answer in answers:
+        code, text = answer.split(" ", 1)
+        pace.heard(classify(int(code), text, Stage.DATA))
+    pace.rest(0.3, None)  # a chunk that took 0.3 s
+    assert slept == pytest.approx(waits)

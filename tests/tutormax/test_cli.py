@@ -61,3 +61,48 @@ def test_a_removal_that_cannot_be_done_says_why(db_url, argv, message):
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert str(stopped.value).startswith(message)
+
+
+def test_queue_shows_what_waits_the_oldest_the_next_retry_and_stuck_claims(db_url, enqueue, now, capsys, monkeypatch):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import EmailMessage
+
+    monkeypatch.setenv("DELIVERY_CLAIM_LEASE_SECONDS", "60")
+    from tutormax.settings import get_settings
+
+    get_settings.cache_clear()
+    oldest = enqueue("a@example.com")
+    enqueue("b@example.com", template_type="intervention_notification", priority=0)
+    retry, stuck = enqueue("c@example.com"), enqueue("d@example.com")
+    with transaction(db_url) as s:
+        s.execute(update(EmailMessage).where(EmailMessage.message_id == retry).values(
+            status="deferred", next_attempt_at=now + timedelta(minutes=2)))
+        s.execute(update(EmailMessage).where(EmailMessage.message_id == stuck).values(
+            status="sending", claimed_at=datetime.now(timezone.utc) - timedelta(minutes=5)))
+    main(["queue", "--now", "2026-11-20T10:00"])  # 15:00 UTC, the fixture's now
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Queue at Fri 2026-11-20 10:00:00 EST: 2 due now, 4 unfinished in all."
+    assert lines[1] == f"Oldest due: message {oldest} (feedback_reminder), planned Fri 2026-11-20 10:00:00 EST."
+    assert lines[2] == "Next retry: Fri 2026-11-20 10:02:00 EST."
+    assert lines[3].startswith(f"Claims past their lease (a runner died mid-batch; the next runner takes them): 1, "
+                               f"the oldest message {stuck} (feedback_reminder) claimed ")
+    assert lines[5:] == ["| priority | template type | status | messages |", "|---|---|---|---|",
+                         "| critical | intervention_notification | queued | 1 |",
+                         "| medium | feedback_reminder | deferred | 1 |",
+                         "| medium | feedback_reminder | queued | 1 |",
+                         "| medium | feedback_reminder | sending | 1 |"]
+    get_settings.cache_clear()
+
+
+def test_limits_apply_creates_the_limit_from_the_settings(prefect_harness, capsys, monkeypatch):
+    from tutormax.settings import get_settings
+
+    monkeypatch.setenv("SMTP_RATE_LIMIT", "125")
+    get_settings.cache_clear()
+    main(["limits", "apply"])
+    assert capsys.readouterr().out == ("tutormax-smtp-send: 125 messages a minute (burst 4, 2.017 slots freed a "
+                                       "second, 2 messages per acquire)\n")
+    get_settings.cache_clear()

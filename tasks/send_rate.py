@@ -1,0 +1,74 @@
+"""The send-rate limit: SMTP_RATE_LIMIT messages a minute, shared by every process and worker.
+
+A Prefect global concurrency limit with slot decay holds the pace: slots taken decay at
+`decay` a second, and at most `burst` can be taken at once. Any 60 s window can then hold up to
+burst + 60 * decay messages (the server's own arithmetic), so decay is set to keep that sum at
+the limit. Slots are taken once per chunk of messages, never per message: an acquire is a round
+trip to the Prefect server (tens of milliseconds, seconds at worst). Strict mode: a limit that
+is missing on the server is an error, never a quiet send without a limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LIMIT_NAME = "tutormax-smtp-send"
+
+
+class RateLimitError(RuntimeError):
+    """SMTP_RATE_LIMIT is set but its Prefect limit cannot be taken from (missing, say): nothing goes unthrottled."""
+
+
+@dataclass(frozen=True)
+class SendRate:
+    """How SMTP_RATE_LIMIT messages a minute become a Prefect limit, and how much each acquire takes."""
+
+    per_minute: int
+
+    @property
+    def chunk(self) -> int:
+        """Messages sent per acquire: about a second's worth, at most 50, at least 1."""
+        return max(1, min(50, self.per_minute // 60))
+
+    @property
+    def burst(self) -> int:
+        """The limit's slots: two chunks, so one runner's next chunk never waits for its last to decay."""
+        return max(1, min(2 * self.chunk, self.per_minute // 2))
+
+    @property
+    def decay(self) -> float:
+        """Slots freed a second, so that burst + 60 * decay is the limit."""
+        return (self.per_minute - self.burst) / 60
+
+
+def apply(per_minute: int | None) -> str:
+    """Create or update the limit on the Prefect server from the setting; unset deactivates it. Says what it did."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        if per_minute is None:
+            try:
+                client.update_global_concurrency_limit(LIMIT_NAME, GlobalConcurrencyLimitUpdate(active=False))
+            except ObjectNotFound:
+                return "SMTP_RATE_LIMIT is not set: no send-rate limit"
+            return f"SMTP_RATE_LIMIT is not set: the limit {LIMIT_NAME} is deactivated"
+        rate = SendRate(per_minute)
+        client.upsert_global_concurrency_limit_by_name(LIMIT_NAME, rate.burst, rate.decay)
+        client.update_global_concurrency_limit(LIMIT_NAME, GlobalConcurrencyLimitUpdate(active=True))
+    return (f"{LIMIT_NAME}: {per_minute} messages a minute (burst {rate.burst}, {rate.decay:.3f} slots freed a "
+            f"second, {rate.chunk} messages per acquire)")
+
+
+def acquire(rate: SendRate, messages: int) -> None:
+    """Wait for slots to send this many messages (never more than the limit's burst at once)."""
+    # the error strict mode raises is not exported anywhere public in Prefect 3.9
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.sync import rate_limit
+
+    try:
+        rate_limit(LIMIT_NAME, occupy=min(messages, rate.burst), strict=True)
+    except ConcurrencySlotAcquisitionError as exc:
+        raise RateLimitError(f"SMTP_RATE_LIMIT is set, but the send-rate limit {LIMIT_NAME!r} cannot be taken from "
+                             f"({exc}); `tutormax limits apply` creates it from the settings") from None
