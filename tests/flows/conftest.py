@@ -104,3 +104,14 @@ def waiting(enqueue):
     Its row as outbox() shows it."""
     enqueue("waiting@example.com")
     return "feedback_reminder", "student", "waiting@example.com", "queued", None
+
+
+@pytest.fixture
+def heading_of():
+    """heading_of(flow, at, covers, dry_run=...): a sending flow's summary heading (FlowRun.heading), the run's
+    local time `at` written as it shows there, "Fri 2026-11-20 10:00 EST"."""
+
+    def build(flow: str, at: str, covers: str, *, dry_run: bool = False) -> str:
+        return f"# {flow}, {at}\n\nCovers {covers}.\n\nParameters: `dry_run={dry_run}`, `now={at.split(' ', 1)[1]}`."
+
+    return build

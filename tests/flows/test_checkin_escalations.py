@@ -39,26 +39,22 @@ def _checkins(tara, theo):
             ("first_session_checkin", "tutor", f"tutor{theo}@example.com", "queued", None)]
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, answers, now, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, answers, now, outbox, received, summary_of, heading_of):
     tara, theo, _ = answers
     run = run_flow(checkin_escalations, now=now, dry_run=True)
     assert run.figures == summary_of("checkin-escalations", now, SWEEP, dry_run=True, planned=1)
     assert run.name == "checkin-escalations 2026-11-20 10:00 EST (dry run)"
-    assert run.heading == ("# checkin-escalations, Fri 2026-11-20 10:00 EST\n\n"
-                           f"Covers {SWEEP}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-20 10:00 EST`.")
+    assert run.heading == heading_of("checkin-escalations", "Fri 2026-11-20 10:00 EST", SWEEP, dry_run=True)
     assert (outbox(), received()) == (_checkins(tara, theo), [])
 
 
 def test_the_event_escalates_once_and_the_sweep_finds_nothing_more(run_flow, answers, now, outbox, received,
-                                                                    summary_of):
+                                                                    summary_of, heading_of):
     tara, theo, survey = answers
     event = run_flow(checkin_escalations, survey_id=survey, now=now)
     assert event.figures == summary_of("checkin-escalations", now, f"check-in survey {survey}", planned=1, sent=1)
     assert event.name == "checkin-escalations 2026-11-20 10:00 EST"
-    assert event.heading == ("# checkin-escalations, Fri 2026-11-20 10:00 EST\n\n"
-                             f"Covers check-in survey {survey}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-11-20 10:00 EST`.")
+    assert event.heading == heading_of("checkin-escalations", "Fri 2026-11-20 10:00 EST", f"check-in survey {survey}")
     manager = f"mona{tara - 1}@example.com"  # Platform.tutor() makes each tutor's manager just before the tutor
     sent = _checkins(tara, theo) + [("intervention_notification", "manager", manager, "sent", None)]
     delivered = [(manager, "Check in with Tara Tutor: first session with Mia flagged")]

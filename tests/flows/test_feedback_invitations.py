@@ -25,23 +25,19 @@ def ended(platform):
     return student
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, waiting, ended, now, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, waiting, ended, now, outbox, received, summary_of, heading_of):
     run = run_flow(feedback_invitations, now=now, dry_run=True)
     assert run.figures == summary_of("feedback-invitations", now, COVERS, dry_run=True, planned=2)
     assert run.name == "feedback-invitations 2026-11-20 10:00 EST (dry run)"
-    assert run.heading == ("# feedback-invitations, Fri 2026-11-20 10:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-20 10:00 EST`.")
+    assert run.heading == heading_of("feedback-invitations", "Fri 2026-11-20 10:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
-def test_each_session_is_invited_once(run_flow, waiting, ended, now, outbox, received, summary_of):
+def test_each_session_is_invited_once(run_flow, waiting, ended, now, outbox, received, summary_of, heading_of):
     first = run_flow(feedback_invitations, now=now)
     assert first.figures == summary_of("feedback-invitations", now, COVERS, planned=2, sent=2)
     assert first.name == "feedback-invitations 2026-11-20 10:00 EST"
-    assert first.heading == ("# feedback-invitations, Fri 2026-11-20 10:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-11-20 10:00 EST`.")
+    assert first.heading == heading_of("feedback-invitations", "Fri 2026-11-20 10:00 EST", COVERS)
     sent = [("feedback_invitation", "parent", "parent@example.org", "sent", None),
             ("feedback_invitation", "student", f"student{ended}@example.com", "sent", None), waiting]
     delivered = [("parent@example.org", "How did Mia's Algebra session with Tara Tutor go?"),

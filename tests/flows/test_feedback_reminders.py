@@ -169,13 +169,11 @@ def _sent(students):
     return outbox, delivered
 
 
-def test_run_plans_sends_and_summarizes(run_flow, due_sessions, now, outbox, received, summary_of):
+def test_run_plans_sends_and_summarizes(run_flow, due_sessions, now, outbox, received, summary_of, heading_of):
     run = run_flow(feedback_reminders, now=now)
     assert run.figures == summary_of("feedback-reminders", now, COVERS, planned=5, skipped=1, sent=5)
     assert run.name == "feedback-reminders 2026-11-20 10:00 EST"
-    assert run.heading == ("# feedback-reminders, Fri 2026-11-20 10:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=False`, `now=2026-11-20 10:00 EST`.")
+    assert run.heading == heading_of("feedback-reminders", "Fri 2026-11-20 10:00 EST", COVERS)
     assert (outbox(), received()) == _sent(due_sessions)
 
 
@@ -214,13 +212,11 @@ def test_overlapping_runs_send_each_reminder_once(prefect_harness, smtp_server, 
     assert sum(r["planned"] for r in results) == 40
 
 
-def test_dry_run_sends_and_writes_nothing(run_flow, due_sessions, now, outbox, received, summary_of):
+def test_dry_run_sends_and_writes_nothing(run_flow, due_sessions, now, outbox, received, summary_of, heading_of):
     run = run_flow(feedback_reminders, now=now, dry_run=True)
     assert run.figures == summary_of("feedback-reminders", now, COVERS, dry_run=True, planned=5, skipped=1)
     assert run.name == "feedback-reminders 2026-11-20 10:00 EST (dry run)"
-    assert run.heading == ("# feedback-reminders, Fri 2026-11-20 10:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-20 10:00 EST`.")
+    assert run.heading == heading_of("feedback-reminders", "Fri 2026-11-20 10:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([], [])
 
 

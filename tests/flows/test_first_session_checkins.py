@@ -54,25 +54,21 @@ def first_sessions(platform):
 
 
 def test_dry_run_writes_and_sends_nothing(run_flow, waiting, first_sessions, now, outbox, received,
-                                          summary_of):
+                                          summary_of, heading_of):
     run = run_flow(first_session_checkins, now=now, dry_run=True)
     assert run.figures == summary_of("first-session-checkins", now, COVERS, dry_run=True, planned=2)
     assert run.name == "first-session-checkins 2026-11-20 10:00 EST (dry run)"
-    assert run.heading == ("# first-session-checkins, Fri 2026-11-20 10:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-20 10:00 EST`.")
+    assert run.heading == heading_of("first-session-checkins", "Fri 2026-11-20 10:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
 def test_each_first_session_is_checked_in_on_once(run_flow, waiting, first_sessions, now, outbox, received,
-                                                  summary_of):
+                                                  summary_of, heading_of):
     tara, theo = first_sessions
     first = run_flow(first_session_checkins, now=now)
     assert first.figures == summary_of("first-session-checkins", now, COVERS, planned=2, sent=2)
     assert first.name == "first-session-checkins 2026-11-20 10:00 EST"
-    assert first.heading == ("# first-session-checkins, Fri 2026-11-20 10:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-11-20 10:00 EST`.")
+    assert first.heading == heading_of("first-session-checkins", "Fri 2026-11-20 10:00 EST", COVERS)
     sent = [waiting, ("first_session_checkin", "tutor", f"tutor{tara}@example.com", "sent", None),
             ("first_session_checkin", "tutor", f"tutor{theo}@example.com", "sent", None)]
     delivered = [(f"tutor{tara}@example.com", "How did your first session with Mia go?"),

@@ -29,24 +29,20 @@ def managers(platform, db_url, now):
     return addresses
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, waiting, managers, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, waiting, managers, outbox, received, summary_of, heading_of):
     run = run_flow(manager_digests, now=MONDAY, dry_run=True)
     assert run.figures == summary_of("manager-digests", MONDAY, COVERS, dry_run=True, planned=2, skipped=1)
     assert run.name == "manager-digests 2026-11-23 08:00 EST (dry run)"
-    assert run.heading == ("# manager-digests, Mon 2026-11-23 08:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-23 08:00 EST`.")
+    assert run.heading == heading_of("manager-digests", "Mon 2026-11-23 08:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
-def test_each_manager_gets_one_digest_a_week(run_flow, waiting, managers, outbox, received, summary_of):
+def test_each_manager_gets_one_digest_a_week(run_flow, waiting, managers, outbox, received, summary_of, heading_of):
     taras, theos, umas = managers
     first = run_flow(manager_digests, now=MONDAY)
     assert first.figures == summary_of("manager-digests", MONDAY, COVERS, planned=2, skipped=1, sent=2)
     assert first.name == "manager-digests 2026-11-23 08:00 EST"
-    assert first.heading == ("# manager-digests, Mon 2026-11-23 08:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-11-23 08:00 EST`.")
+    assert first.heading == heading_of("manager-digests", "Mon 2026-11-23 08:00 EST", COVERS)
     sent = [waiting, ("manager_digest", "manager", taras, "sent", None),
             ("manager_digest", "manager", theos, "sent", None),
             ("manager_digest", "manager", umas, "skipped", "category_opt_out")]

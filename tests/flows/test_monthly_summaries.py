@@ -26,23 +26,19 @@ def month(platform):
     return sam
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, waiting, month, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, waiting, month, outbox, received, summary_of, heading_of):
     run = run_flow(monthly_summaries, now=FIRST, dry_run=True)
     assert run.figures == summary_of("monthly-summaries", FIRST, COVERS, dry_run=True, planned=2)
     assert run.name == "monthly-summaries 2026-12-01 09:00 EST (dry run)"
-    assert run.heading == ("# monthly-summaries, Tue 2026-12-01 09:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-12-01 09:00 EST`.")
+    assert run.heading == heading_of("monthly-summaries", "Tue 2026-12-01 09:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
-def test_each_student_gets_one_summary_a_month(run_flow, waiting, month, outbox, received, summary_of):
+def test_each_student_gets_one_summary_a_month(run_flow, waiting, month, outbox, received, summary_of, heading_of):
     first = run_flow(monthly_summaries, now=FIRST)
     assert first.figures == summary_of("monthly-summaries", FIRST, COVERS, planned=2, sent=2)
     assert first.name == "monthly-summaries 2026-12-01 09:00 EST"
-    assert first.heading == ("# monthly-summaries, Tue 2026-12-01 09:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-12-01 09:00 EST`.")
+    assert first.heading == heading_of("monthly-summaries", "Tue 2026-12-01 09:00 EST", COVERS)
     sent = [waiting, ("monthly_summary", "parent", "parent@example.org", "sent", None),
             ("monthly_summary", "student", f"student{month}@example.com", "sent", None)]
     delivered = [("parent@example.org", "Mia's November 2026 at TutorMax: 1 session"),

@@ -24,23 +24,19 @@ def tutors(platform):
     return tara
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, waiting, tutors, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, waiting, tutors, outbox, received, summary_of, heading_of):
     run = run_flow(performance_reports, now=FIRST, dry_run=True)
     assert run.figures == summary_of("performance-reports", FIRST, COVERS, dry_run=True, planned=1)
     assert run.name == "performance-reports 2026-12-01 10:00 EST (dry run)"
-    assert run.heading == ("# performance-reports, Tue 2026-12-01 10:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-12-01 10:00 EST`.")
+    assert run.heading == heading_of("performance-reports", "Tue 2026-12-01 10:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
-def test_each_tutor_gets_one_report_a_month(run_flow, waiting, tutors, outbox, received, summary_of):
+def test_each_tutor_gets_one_report_a_month(run_flow, waiting, tutors, outbox, received, summary_of, heading_of):
     first = run_flow(performance_reports, now=FIRST)
     assert first.figures == summary_of("performance-reports", FIRST, COVERS, planned=1, sent=1)
     assert first.name == "performance-reports 2026-12-01 10:00 EST"
-    assert first.heading == ("# performance-reports, Tue 2026-12-01 10:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-12-01 10:00 EST`.")
+    assert first.heading == heading_of("performance-reports", "Tue 2026-12-01 10:00 EST", COVERS)
     sent = [waiting, ("performance_report", "tutor", f"tutor{tutors}@example.com", "sent", None)]
     # sessions and hours are up on October; the rest are flat (no feedback, no no-shows, no reschedules)
     delivered = [(f"tutor{tutors}@example.com", "Your November 2026 tutoring report: 2 numbers trending the right way")]

@@ -28,27 +28,23 @@ def tutors(platform, now):
     return ids
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, waiting, tutors, now, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, waiting, tutors, now, outbox, received, summary_of, heading_of):
     run = run_flow(rescheduling_alerts, now=now, dry_run=True)
     assert run.figures == {**summary_of("rescheduling-alerts", now, COVERS, dry_run=True, planned=3),
                            "interventions_measured": 0}
     assert run.name == "rescheduling-alerts 2026-11-20 10:00 EST (dry run)"
-    assert run.heading == ("# rescheduling-alerts, Fri 2026-11-20 10:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-20 10:00 EST`.")
+    assert run.heading == heading_of("rescheduling-alerts", "Fri 2026-11-20 10:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
 def test_each_tutor_is_alerted_once_a_week_at_most(run_flow, waiting, tutors, now, outbox, received,
-                                                   summary_of):
+                                                   summary_of, heading_of):
     ana, ben, _ = tutors
     first = run_flow(rescheduling_alerts, now=now)
     assert first.figures == {**summary_of("rescheduling-alerts", now, COVERS, planned=3, sent=3),
                              "interventions_measured": 0}
     assert first.name == "rescheduling-alerts 2026-11-20 10:00 EST"
-    assert first.heading == ("# rescheduling-alerts, Fri 2026-11-20 10:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-11-20 10:00 EST`.")
+    assert first.heading == heading_of("rescheduling-alerts", "Fri 2026-11-20 10:00 EST", COVERS)
     manager = f"mona{ana - 1}@example.com"  # Platform.tutor() makes each tutor's manager just before the tutor
     sent = [waiting, ("intervention_notification", "manager", manager, "sent", None),
             ("rescheduling_alert", "tutor", f"tutor{ana}@example.com", "sent", None),

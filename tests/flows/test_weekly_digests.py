@@ -29,24 +29,20 @@ def week(platform):
     return tara, sam
 
 
-def test_dry_run_writes_and_sends_nothing(run_flow, waiting, week, outbox, received, summary_of):
+def test_dry_run_writes_and_sends_nothing(run_flow, waiting, week, outbox, received, summary_of, heading_of):
     run = run_flow(weekly_digests, now=MONDAY, dry_run=True)
     assert run.figures == summary_of("weekly-digests", MONDAY, COVERS, dry_run=True, planned=3, skipped=1)
     assert run.name == "weekly-digests 2026-11-23 09:00 EST (dry run)"
-    assert run.heading == ("# weekly-digests, Mon 2026-11-23 09:00 EST\n\n"
-                           f"Covers {COVERS}.\n\n"
-                           "Parameters: `dry_run=True`, `now=2026-11-23 09:00 EST`.")
+    assert run.heading == heading_of("weekly-digests", "Mon 2026-11-23 09:00 EST", COVERS, dry_run=True)
     assert (outbox(), received()) == ([waiting], [])
 
 
-def test_each_recipient_gets_one_digest_a_week(run_flow, waiting, week, outbox, received, summary_of):
+def test_each_recipient_gets_one_digest_a_week(run_flow, waiting, week, outbox, received, summary_of, heading_of):
     tara, sam = week
     first = run_flow(weekly_digests, now=MONDAY)
     assert first.figures == summary_of("weekly-digests", MONDAY, COVERS, planned=3, skipped=1, sent=3)
     assert first.name == "weekly-digests 2026-11-23 09:00 EST"
-    assert first.heading == ("# weekly-digests, Mon 2026-11-23 09:00 EST\n\n"
-                             f"Covers {COVERS}.\n\n"
-                             "Parameters: `dry_run=False`, `now=2026-11-23 09:00 EST`.")
+    assert first.heading == heading_of("weekly-digests", "Mon 2026-11-23 09:00 EST", COVERS)
     sent = [waiting, ("parent_notification", "parent", None, "skipped", "under_13_no_parent_email"),
             ("parent_notification", "parent", "parent@example.org", "sent", None),
             ("weekly_digest", "student", f"student{sam}@example.com", "sent", None),
