@@ -61,5 +61,6 @@ def test_refuses_a_database_that_has_data(db_url):
 
 
 def test_scales_for_benchmarks():
-    big = PlatformSize.for_sessions(1_000_000)
-    assert big.sessions == 1_000_000 and big.tutors > PlatformSize().tutors and big.students > PlatformSize().students
+    # 50 times the default's sessions a day: 50 times its people
+    assert PlatformSize.for_sessions(1_000_000) == PlatformSize(managers=600, tutors=10_000, students=100_000,
+                                                                sessions=1_000_000, days=60)

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from db.models import Manager, Tutor
 from db.session import get_engine, transaction
 
 
-def test_both_backends_are_real(db_url, request):
-    assert get_engine().dialect.name == request.node.callspec.params["db_url"]
-    assert get_engine().url.render_as_string() == db_url or get_engine().dialect.name == "postgresql"
+def _connected_to(engine) -> str:
+    """The database the engine's connections are really in: PostgreSQL's name for it, or SQLite's file."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            return conn.execute(text("SELECT current_database()")).scalar()
+        return conn.execute(text("PRAGMA database_list")).one().file
+
+
+def test_both_backends_are_real(db_url, request, tmp_path_factory):
+    backend = request.node.callspec.params["db_url"]
+    engine = get_engine()  # what Settings point at
+    assert engine.url.render_as_string(hide_password=False) == db_url
+    # this session's own migrated database on each backend, through the driver the project ships
+    own = {"sqlite": ("sqlite", "pysqlite", str(tmp_path_factory.getbasetemp() / "db0" / "test.db")),
+           "postgresql": ("postgresql", "psycopg2", f"tutormax_test_{os.getpid()}")}
+    assert (engine.dialect.name, engine.driver, _connected_to(engine)) == own[backend]
 
 
 def test_utc_round_trip_and_naive_refused(db_url):

@@ -3,18 +3,22 @@ Prefect, reruns, overlapping runs, a dead server."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from db.models import EmailMessage, EmailPreference, EmailWorkflowState
 from db.session import transaction
 from flows.feedback_reminders import feedback_reminders, plan_feedback_reminders
 from tasks import deliver
+
+COVERS = "sessions that ended Wed 2026-11-18 10:00 to Thu 2026-11-19 10:00 EST"
 
 
 def _messages(url):
@@ -87,8 +91,7 @@ def test_under_13_without_parent_route_is_skipped_with_reason(platform, db_url, 
     student = platform.student(age=9, parent_email=parent_email, parent_consent=consent)
     platform.session(platform.tutor(), student, ended_ago=timedelta(hours=30))
     counts = plan_feedback_reminders.fn(now)
-    assert counts == {"queued": 0, "skipped": 1, "already_planned": 0,
-                      "covers": "sessions that ended Wed 2026-11-18 10:00 to Thu 2026-11-19 10:00 EST"}
+    assert counts == {"queued": 0, "skipped": 1, "already_planned": 0, "covers": COVERS}
     (message,) = _messages(db_url)
     assert message.status == "skipped"
     assert message.skip_reason == reason
@@ -143,35 +146,46 @@ def test_dry_run_writes_nothing(platform, db_url, now):
 
 @pytest.fixture
 def due_sessions(platform):
-    """Six due sessions: four students, one child with a consenting parent, one child who cannot be reached."""
+    """Six due sessions: four students, one child (Mia) with a consenting parent, one child who cannot be reached.
+    The four students' ids."""
     tutor = platform.tutor()
-    ids = [platform.session(tutor, platform.student(), ended_ago=timedelta(hours=25 + i)) for i in range(4)]
-    child = platform.student(age=10, parent_email="parent@example.org", parent_consent=True)
-    ids.append(platform.session(tutor, child, ended_ago=timedelta(hours=30)))
+    students = [platform.student() for _ in range(4)]
+    for i, student in enumerate(students):
+        platform.session(tutor, student, ended_ago=timedelta(hours=25 + i))
+    child = platform.student(age=10, name="Mia", parent_email="parent@example.org", parent_consent=True)
+    platform.session(tutor, child, ended_ago=timedelta(hours=30))
     unreachable = platform.student(age=10, parent_email=None)
-    ids.append(platform.session(tutor, unreachable, ended_ago=timedelta(hours=30)))
-    return ids
+    platform.session(tutor, unreachable, ended_ago=timedelta(hours=30))
+    return students
 
 
-def test_run_plans_sends_and_summarizes(prefect_harness, smtp_server, due_sessions, db_url, now):
-    summary = feedback_reminders(now=now)
-    assert {k: summary[k] for k in ("planned", "sent", "skipped", "deferred", "failed")} == {
-        "planned": 5, "sent": 5, "skipped": 1, "deferred": 0, "failed": 0}
-    assert len(smtp_server.received) == 5
-    with transaction(db_url) as s:
-        sent_to = Counter(s.scalars(select(EmailMessage.recipient_type).where(EmailMessage.status == "sent")))
-    assert sent_to == {"student": 4, "parent": 1}
-    assert "parent@example.org" in {r[0][0] for r in smtp_server.received}
+def _sent(students):
+    """The outbox and the SMTP server once the six sessions are handled."""
+    outbox = [("feedback_reminder", "parent", None, "skipped", "under_13_no_parent_email"),
+              ("feedback_reminder", "parent", "parent@example.org", "sent", None)]
+    outbox += [("feedback_reminder", "student", f"student{s}@example.com", "sent", None) for s in students]
+    delivered = [("parent@example.org", "How was Mia's Algebra session with Tara Tutor?")]
+    delivered += [(f"student{s}@example.com", "How was your Algebra session with Tara Tutor?") for s in students]
+    return outbox, delivered
 
 
-def test_rerun_sends_nothing_twice(prefect_harness, smtp_server, due_sessions, db_url, now):
-    feedback_reminders(now=now)
-    again = feedback_reminders(now=now)
-    later = feedback_reminders(now=now + timedelta(hours=1))
-    assert (again["planned"], again["sent"], later["planned"], later["sent"]) == (0, 0, 0, 0)
-    assert len(smtp_server.received) == 5
-    with transaction(db_url) as s:
-        assert s.scalar(select(func.count()).select_from(EmailMessage)) == 6
+def test_run_plans_sends_and_summarizes(run_flow, due_sessions, now, outbox, received, summary_of, heading_of):
+    run = run_flow(feedback_reminders, now=now)
+    assert run.figures == summary_of("feedback-reminders", now, COVERS, planned=5, skipped=1, sent=5)
+    assert run.name == "feedback-reminders 2026-11-20 10:00 EST"
+    assert run.heading == heading_of("feedback-reminders", "Fri 2026-11-20 10:00 EST", COVERS)
+    assert (outbox(), received()) == _sent(due_sessions)
+
+
+def test_rerun_sends_nothing_twice(run_flow, due_sessions, now, outbox, received, summary_of):
+    run_flow(feedback_reminders, now=now)
+    again = run_flow(feedback_reminders, now=now)
+    later = run_flow(feedback_reminders, now=now + timedelta(minutes=5))
+    assert again.figures == summary_of("feedback-reminders", now, COVERS)
+    assert later.figures == summary_of("feedback-reminders", now + timedelta(minutes=5),
+                                       "sessions that ended Wed 2026-11-18 10:05 to Thu 2026-11-19 10:05 EST")
+    assert later.name == "feedback-reminders 2026-11-20 10:05 EST"
+    assert (outbox(), received()) == _sent(due_sessions)
 
 
 def test_overlapping_runs_send_each_reminder_once(prefect_harness, smtp_server, platform, db_url, now):
@@ -198,12 +212,12 @@ def test_overlapping_runs_send_each_reminder_once(prefect_harness, smtp_server, 
     assert sum(r["planned"] for r in results) == 40
 
 
-def test_dry_run_sends_and_writes_nothing(prefect_harness, smtp_server, due_sessions, db_url, now):
-    summary = feedback_reminders(now=now, dry_run=True)
-    assert (summary["planned"], summary["skipped"], summary["sent"]) == (5, 1, 0)
-    assert smtp_server.received == []
-    with transaction(db_url) as s:
-        assert s.scalar(select(func.count()).select_from(EmailMessage)) == 0
+def test_dry_run_sends_and_writes_nothing(run_flow, due_sessions, now, outbox, received, summary_of, heading_of):
+    run = run_flow(feedback_reminders, now=now, dry_run=True)
+    assert run.figures == summary_of("feedback-reminders", now, COVERS, dry_run=True, planned=5, skipped=1)
+    assert run.name == "feedback-reminders 2026-11-20 10:00 EST (dry run)"
+    assert run.heading == heading_of("feedback-reminders", "Fri 2026-11-20 10:00 EST", COVERS, dry_run=True)
+    assert (outbox(), received()) == ([], [])
 
 
 def test_dead_server_retries_the_task_then_fails_the_run_keeping_messages_queued(
@@ -225,11 +239,13 @@ def test_unreachable_database_fails_the_run_with_a_clear_error(prefect_harness, 
     import flows.feedback_reminders as module
     from tutormax.settings import get_settings
 
-    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing")
+    port = free_port()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg2://postgres@127.0.0.1:{port}/nothing")
     get_settings.cache_clear()
     monkeypatch.setattr(module, "plan_feedback_reminders",
                         module.plan_feedback_reminders.with_options(retry_delay_seconds=0))
-    with pytest.raises(Exception, match="Connection refused|could not connect"):
+    refused = f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
+    with pytest.raises(OperationalError, match=re.escape(refused)):
         feedback_reminders(now=now)
     get_settings.cache_clear()
 

@@ -20,7 +20,7 @@ def test_prefect_yaml_builds_every_deployment(monkeypatch):
     assert schedule.schedule.cron == "0 * * * *"
     assert schedule.schedule.timezone == "Europe/London"
     assert reminders.parameters == {"dry_run": False}
-    assert {"now", "dry_run"} <= set(reminders._parameter_openapi_schema.properties)
+    assert set(reminders._parameter_openapi_schema.properties) == {"now", "dry_run", "batch_size"}
     assert set(load_all_flows()) == set(built)
     (trigger,) = built["checkin-escalations"].triggers
     assert trigger.expect == {"tutormax.survey.concerning"}

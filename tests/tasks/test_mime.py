@@ -78,7 +78,7 @@ def test_message_id_is_derived_from_the_message():
 def test_subject_line_breaks_cannot_inject_headers():
     parsed = email.message_from_bytes(_build(subject="Hi\r\nBcc: victim@example.com").data, policy=policy.default)
     assert parsed["Bcc"] is None
-    assert "victim" in parsed["Subject"]
+    assert parsed["Subject"] == "Hi  Bcc: victim@example.com"  # CR and LF each become a space, in the subject
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def renderer():
 def test_every_template_renders_the_same_page_as_inlining_each_message(renderer):
     settings = load_settings()
     links = Links(settings)
-    preinlined = 0
+    per_message = set()
     for template_type, name in renderer.available():
         templates = renderer.templates(template_type, name)
         recipient, metadata = all_types()[template_type].sample
@@ -92,11 +92,10 @@ def test_every_template_renders_the_same_page_as_inlining_each_message(renderer)
             expected = renderer.inliner.inline(templates.html.render(context))
             actual = renderer.render(template_type, name, context).html
             assert canonical(actual) == canonical(expected), (template_type, name, variation)
-        preinlined += templates.inlined is not None
-    # the high-volume templates are inlined ahead; a template with a dynamic class attribute is not
-    assert renderer.templates("feedback_reminder", "v1").inlined is not None
-    assert renderer.templates("performance_report", "v1").inlined is None
-    assert preinlined >= 9
+        if templates.inlined is None:
+            per_message.add((template_type, name))
+    # every template is inlined ahead but two with elements opened and closed across a loop or a condition
+    assert per_message == {("manager_digest", "v1"), ("performance_report", "v1")}
 
 
 def test_inlined_styles_are_in_the_template_and_media_queries_stay():
@@ -108,8 +107,8 @@ def test_inlined_styles_are_in_the_template_and_media_queries_stay():
                               metadata=all_types()["feedback_reminder"].sample[1], settings=settings,
                               links=Links(settings), now=SAMPLE_NOW)
     html = source.render(context)
-    assert re.search(r'<td class="card" style="[^"]*padding: ?32px', html)
-    assert "@media (prefers-color-scheme:dark)" in html or "@media (prefers-color-scheme: dark)" in html
+    assert re.search(r'<td class="card" style="[^"]*;padding: 32px;', html)
+    assert "@media (prefers-color-scheme:dark)" in html
     assert ".card p{" not in html  # the rules themselves are gone, applied inline
 
 

@@ -95,9 +95,9 @@ def test_only_answers_about_the_address_suppress_it():
     suppressing = {(c, t[:30]) for c, t, s, v in REAL_REPLIES if classify(c, t, s).verdict is B}
     assert all(c >= 550 for c, _ in suppressing)
     # a storage error, a policy block and a refused sender are never the address's fault
-    for code, text, stage in [(500, "Error: (OSError) disk full", DATA), (550, "5.7.1 blocked", RCPT),
-                              (550, "5.1.1 <me@ours>: Sender address rejected", MAIL)]:
-        assert classify(code, text, stage).verdict is not B
+    for code, text, stage, verdict in [(500, "Error: (OSError) disk full", DATA, S), (550, "5.7.1 blocked", RCPT, BL),
+                                       (550, "5.1.1 <me@ours>: Sender address rejected", MAIL, S)]:
+        assert classify(code, text, stage).verdict is verdict
 
 
 @pytest.mark.parametrize(("code", "text", "status"), [

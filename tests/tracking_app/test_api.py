@@ -19,7 +19,9 @@ CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, l
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "api-token-for-tests", "Basic YTpi"])
 def test_without_a_valid_token_401(client, path, header):
     response = client.get(path, headers={"Authorization": header} if header else {})
-    assert response.status_code == 401 and response.json["error"] == "unauthorized"
+    assert (response.status_code, response.json, response.headers["WWW-Authenticate"]) == (
+        401, {"error": "unauthorized", "detail": "send Authorization: Bearer <ANALYTICS_API_TOKEN>"},
+        'Bearer realm="email-analytics"')
 
 
 def test_preferences_are_not_readable_without_a_token_or_by_url(client):
@@ -53,7 +55,8 @@ def test_preferences_round_trip_through_the_body(client):
     assert client.post("/api/email-analytics/unsubscribe", headers=AUTH,
                        json={"email": "pat@example.org"}).json["unsubscribed_all"] is True
     for bad in ({"email": "not an address"}, {"email": 7}, {}, {"email": "pat@example.org", "weekly_digests": "no"}):
-        assert client.put("/api/email-analytics/preferences", headers=AUTH, json=bad).status_code == 400
+        response = client.put("/api/email-analytics/preferences", headers=AUTH, json=bad)
+        assert (response.status_code, response.json) == (400, {"error": "bad_request"}), bad
 
 
 def test_campaign_endpoints(client, db_url):

@@ -88,13 +88,23 @@ def test_a_page_position_that_is_not_a_small_whole_number_is_400(client, db_url,
     assert response.status_code == 400 and response.json == {"error": "bad_request"}
 
 
+# no "@": never an address, whatever else it is
+not_an_address = st.one_of(st.none(), st.booleans(), st.integers(), st.lists(st.integers(), max_size=3),
+                           text.filter(lambda value: "@" not in value))
+
+
 @GENERATED
-@given(payload=st.one_of(st.none(), st.text(max_size=100), st.dictionaries(st.text(max_size=10), st.integers() | text)),
+@given(payload=st.one_of(st.none(), st.text(max_size=100), st.integers(), st.lists(text, max_size=3),
+                         st.dictionaries(st.one_of(st.just("email"), st.text(max_size=10)), not_an_address)),
        path=st.sampled_from(["/api/email-analytics/preferences/lookup", "/api/email-analytics/unsubscribe",
                              "/api/email-analytics/preferences"]))
-def test_api_garbage_bodies_are_4xx(client, payload, path):
+def test_api_garbage_bodies_are_400(client, db_url, payload, path):
+    """A body that is not an object with a valid "email" is refused whole, and changes nothing."""
     method = "PUT" if path.endswith("/preferences") else "POST"
-    _no_5xx(client.open(path, method=method, json=payload, headers=AUTH), path, payload)
+    response = client.open(path, method=method, json=payload, headers=AUTH)
+    assert (response.status_code, response.json) == (400, {"error": "bad_request"}), (path, payload)
+    with transaction(db_url) as s:
+        assert s.scalar(select(func.count()).select_from(EmailPreference)) == 0
 
 
 # chunked framing gunicorn refuses while the app reads the body: a size that is not hex, a negative

@@ -54,13 +54,14 @@ def test_removing_a_suppression_lets_mail_through_and_is_recorded(db_url, capsys
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["suppressions", "remove", "nobody@example.com", "--why", "x"], "nobody@example.com is not suppressed"),
-    (["suppressions", "remove", "not an address", "--why", "x"], "'not an address': invalid recipient address"),
-    (["suppressions", "add", "a@example.com", "--why", "  "], "--why needs a reason"),
+    (["suppressions", "remove", "not an address", "--why", "x"],
+     "'not an address': invalid recipient address: An email address must have an @-sign."),
+    (["suppressions", "add", "a@example.com", "--why", "  "], "--why needs a reason: it is kept with the change"),
 ])
 def test_a_removal_that_cannot_be_done_says_why(db_url, argv, message):
     with pytest.raises(SystemExit) as stopped:
         main(argv)
-    assert str(stopped.value).startswith(message)
+    assert str(stopped.value) == message
 
 
 def test_queue_shows_what_waits_the_oldest_the_next_retry_and_stuck_claims(db_url, enqueue, now, capsys, monkeypatch):
