@@ -10,7 +10,7 @@ from sqlalchemy import select
 from db.models import EmailTrackingEvent
 from db.session import transaction
 from flows.cleanup_old_tracking_events import cleanup_old_tracking_events
-from tracking_app.journal import Journal
+from tutormax.journal import Journal
 
 NOTHING_INGESTED = {"files": 0, "events": 0, "inserted": 0, "unreadable": 0, "rejected": 0}
 
