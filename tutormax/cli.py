@@ -171,6 +171,17 @@ def cmd_limits(args: argparse.Namespace) -> None:
     print(send_rate.apply(get_settings().smtp_rate_limit))
 
 
+def cmd_dkim_record(args: argparse.Namespace) -> None:
+    from tasks.dkim import load_key, public_record
+    from tutormax.settings import get_settings
+
+    settings = get_settings()
+    pem = settings.dkim_private_key.get_secret_value()
+    if not pem:
+        sys.exit("DKIM is not configured: set DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY")
+    print(f'{settings.dkim_selector}._domainkey.{settings.dkim_domain}. IN TXT "{public_record(load_key(pem.encode()))}"')
+
+
 def cmd_preview(args: argparse.Namespace) -> None:
     from tasks.email_types import SAMPLE_NOW, all_types
     from tasks.render import Renderer, message_context, template_name, track
@@ -267,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     actions.add_parser("apply", help="create or update it from SMTP_RATE_LIMIT (deactivate it when unset)")
     p.set_defaults(func=cmd_limits)
+
+    p = sub.add_parser("dkim-record", help="the DNS TXT record that publishes the DKIM key (its public half)")
+    p.set_defaults(func=cmd_dkim_record)
 
     p = sub.add_parser("preview", help="render templates with sample data to var/previews/")
     p.add_argument("type", nargs="?", help="template type (default: all)")

@@ -117,3 +117,14 @@ def test_the_key_never_appears_in_an_error(monkeypatch):
     pem = _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))
     error = _settings_error(monkeypatch, DKIM_DOMAIN="tutormax.example", DKIM_SELECTOR="s", DKIM_PRIVATE_KEY=pem)
     assert "BEGIN" not in error and pem.splitlines()[1] not in error
+
+
+def test_dkim_record_prints_the_txt_record_to_publish(dkim_key, capsys):
+    from tutormax.cli import main
+
+    main(["dkim-record"])
+    printed = capsys.readouterr().out
+    assert printed == f'mail2026._domainkey.tutormax.example. IN TXT "{public_record(dkim_key)}"\n'
+    assert dkim.verify(Signer("tutormax.example", "mail2026", dkim_key).sign(
+        b"From: a@tutormax.example\r\nSubject: s\r\n\r\nbody\r\n"),
+        dnsfunc=lambda name, timeout=5: printed.split('"')[1].encode())
