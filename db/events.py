@@ -106,6 +106,13 @@ class SuppressionSource(StrEnum):
     OPERATOR = "operator"  # the command line
 
 
+class SuppressionScope(StrEnum):
+    """What a suppression stops."""
+
+    ALL = "all"              # every email, system notices included
+    MARKETING = "marketing"  # marketing only: a complaint's, over what the preferences say
+
+
 class Priority(StrEnum):
     """Delivery order inside a batch: critical first."""
 

@@ -244,8 +244,10 @@ class EmailPreference(Base):
     monthly_summaries: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     marketing_emails: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     system_notifications: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    # a hard bounce or complaint suppresses the address for every category
+    # a suppression in force for every category (db.suppressions keeps the flag and the history)
     suppressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # a complaint suppresses marketing whatever the preferences say, until an operator lifts it
+    marketing_suppressed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     suppression_reason: Mapped[str | None] = mapped_column(Text)
     suppressed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
@@ -267,6 +269,8 @@ class EmailSuppression(Base):
     email: Mapped[str] = mapped_column(String(320))  # lower-cased, as on email_preferences
     reason: Mapped[str] = mapped_column(String(30))  # db.events.SuppressionReason
     source: Mapped[str] = mapped_column(String(20))  # db.events.SuppressionSource
+    # what it stops: "all" mail, or "marketing" only (a complaint); db.events.SuppressionScope
+    scope: Mapped[str] = mapped_column(String(20), default="all", server_default=text("'all'"))
     detail: Mapped[str | None] = mapped_column(Text)  # the server's answer, a report's status, an operator's note
     report: Mapped[str | None] = mapped_column(Text)  # the raw report (DSN, ARF, webhook payload), when one came
     message_id: Mapped[int | None] = mapped_column(ForeignKey("email_messages.message_id", ondelete="SET NULL"))
@@ -275,6 +279,33 @@ class EmailSuppression(Base):
     lifted_at: Mapped[datetime | None]
     lifted_by: Mapped[str | None] = mapped_column(String(100))
     lifted_why: Mapped[str | None] = mapped_column(Text)
+
+
+class EmailReport(Base):
+    """One recipient's line of a report that arrived later: a DSN, an ARF complaint, a provider's event.
+
+    Kept with its raw text whatever it says, unknown ones included; unique per (source, report,
+    recipient), so reading a mailbox twice, or a provider retrying a webhook, records nothing twice.
+    """
+
+    __tablename__ = "email_reports"
+    __table_args__ = (
+        UniqueConstraint("source", "report_id", "recipient", name="uq_email_reports_report"),
+        Index("ix_email_reports_recipient", "recipient", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))  # db.events.SuppressionSource: dsn, arf, webhook
+    report_id: Mapped[str] = mapped_column(String(200))  # the report's Message-ID, or the provider's event id
+    kind: Mapped[str] = mapped_column(String(20))  # hard | soft | complaint | auto_reply | delivered | unknown
+    action: Mapped[str] = mapped_column(String(20), default="")  # RFC 3464 Action (failed, delayed...), if any
+    status: Mapped[str | None] = mapped_column(String(20))  # RFC 3463 status
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    recipient: Mapped[str] = mapped_column(String(320), default="")  # lower-cased; empty for an auto-reply
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("email_messages.message_id", ondelete="SET NULL"))
+    detector: Mapped[str | None] = mapped_column(String(60))  # what read it: dsn, arf, flufl:..., ses, sendgrid...
+    raw: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EmailWorkflowState(Base):

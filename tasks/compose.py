@@ -14,6 +14,7 @@ from tasks.mime import Envelope
 from tasks.render import TemplateMissing, get_renderer, message_context, template_name, track
 from tutormax.links import Links
 from tutormax.settings import Settings
+from tutormax.verp import verp_for
 
 
 class Composer:
@@ -28,6 +29,7 @@ class Composer:
         self.links = Links(settings)
         self.signer = signer_for(settings.dkim_domain, settings.dkim_selector,
                                  settings.dkim_private_key.get_secret_value())
+        self.verp = verp_for(settings.bounce_address, settings.secret_bytes())
         self.render_ms: list[float] = []
 
     def __call__(self, message: outbox.Claimed) -> tuple[Envelope, str] | str:
@@ -54,6 +56,9 @@ class Composer:
                 list_id=f"{message.template_type.replace('_', '-')}.{settings.from_domain}",
                 date=at,
             )
+            if self.verp is not None:  # the envelope sender names the message: From and Reply-To stay as they are
+                envelope = Envelope(envelope.message_id, self.verp.address(message.message_id), envelope.recipient,
+                                    envelope.data)
         except mime.InvalidRecipient as exc:
             return str(exc)
         except (TemplateMissing, TemplateError, LookupError, ValueError) as exc:

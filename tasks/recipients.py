@@ -50,7 +50,7 @@ def preference_skip(pref: EmailPreference | None, category: Category) -> str | N
     """The reason this address may not get this category, or None when it may."""
     if pref is None:
         return None
-    if pref.suppressed:
+    if pref.suppressed or (category == Category.MARKETING_EMAILS and pref.marketing_suppressed):
         return SkipReason.SUPPRESSED
     if pref.unsubscribed_all:
         return SkipReason.UNSUBSCRIBED_ALL

@@ -120,6 +120,7 @@ class FaultyHandler:
     def __init__(self) -> None:
         self.received: list[tuple[list[str], bytes]] = []
         self.times: list[float] = []  # when each message was accepted (time.time())
+        self.senders: list[str] = []  # each accepted message's envelope sender (MAIL FROM)
         self.connections = 0  # sessions opened (EHLOs)
         self.stall_data: float = 0.0  # seconds to sit on each message before answering it
         self.faults: dict[str, str] = {}   # address -> "defer" | "bounce" | "drop_once" | "drop"
@@ -171,6 +172,7 @@ class FaultyHandler:
             await asyncio.sleep(self.stall_data)
         self.received.append((list(envelope.rcpt_tos), envelope.original_content))
         self.times.append(time.time())
+        self.senders.append(envelope.mail_from)
         return "250 2.0.0 Queued"
 
 

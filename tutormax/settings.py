@@ -84,6 +84,31 @@ class Settings(BaseSettings):
     dkim_selector: str = Field(default="", validation_alias="DKIM_SELECTOR")
     dkim_private_key: SecretStr = Field(default=SecretStr(""), validation_alias="DKIM_PRIVATE_KEY",
                                         validate_default=True)  # so a key missing beside a domain is caught
+    # bounces: the envelope sender carries a signed tag per message (VERP) when this is set, e.g.
+    # bounces@bounce.tutormax.example -> bounces+<tag>@bounce.tutormax.example; empty: the From address
+    bounce_address: str = Field(default="", validation_alias="BOUNCE_ADDRESS")
+    # where process-bounces reads reports: a local Maildir, or an IMAP mailbox
+    bounce_maildir: str = Field(default="", validation_alias="BOUNCE_MAILDIR")
+    bounce_imap_host: str = Field(default="", validation_alias="BOUNCE_IMAP_HOST")
+    bounce_imap_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="BOUNCE_IMAP_PORT")
+    bounce_imap_user: str = Field(default="", validation_alias="BOUNCE_IMAP_USER")
+    bounce_imap_password: SecretStr = Field(default=SecretStr(""), validation_alias="BOUNCE_IMAP_PASSWORD")
+    bounce_imap_folder: str = Field(default="INBOX", validation_alias="BOUNCE_IMAP_FOLDER")
+    # a processed report is moved here; empty: it is flagged \Seen where it is (never deleted unread)
+    bounce_imap_processed_folder: str = Field(default="", validation_alias="BOUNCE_IMAP_PROCESSED_FOLDER")
+    # "ssl" (implicit TLS, port 993), "starttls" (port 143), "none"
+    bounce_imap_tls: str = Field(default="ssl", validation_alias="BOUNCE_IMAP_TLS")
+    bounce_imap_ca_file: str = Field(default="", validation_alias="BOUNCE_IMAP_CA_FILE")
+    # soft bounces: this many within the window suppress the address for suppress_days
+    bounce_soft_limit: int = Field(default=3, ge=1, validation_alias="BOUNCE_SOFT_LIMIT")
+    bounce_soft_window_days: int = Field(default=30, ge=1, validation_alias="BOUNCE_SOFT_WINDOW_DAYS")
+    bounce_soft_suppress_days: int = Field(default=30, ge=1, validation_alias="BOUNCE_SOFT_SUPPRESS_DAYS")
+    # provider webhooks on the tracker: each is off until its secret is set
+    ses_sns_certificate: str = Field(default="", validation_alias="SES_SNS_CERTIFICATE")  # a PEM file
+    ses_sns_topic_arn: str = Field(default="", validation_alias="SES_SNS_TOPIC_ARN")  # only this topic, when set
+    sendgrid_webhook_public_key: SecretStr = Field(default=SecretStr(""), validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
+    postmark_webhook_user: str = Field(default="", validation_alias="POSTMARK_WEBHOOK_USER")
+    postmark_webhook_password: SecretStr = Field(default=SecretStr(""), validation_alias="POSTMARK_WEBHOOK_PASSWORD")
 
     @field_validator("database_url")
     @classmethod
@@ -150,7 +175,48 @@ class Settings(BaseSettings):
         load_key(pem.encode())  # ValueError with the reason, never the key
         return SecretStr(pem)
 
-    @field_validator("smtp_tls_ca_file")
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            address = validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+        if "+" in address.split("@")[0]:
+            raise ValueError("must have no '+' in its local part: the tag goes after one")
+        return address
+
+    @field_validator("bounce_imap_tls")
+    @classmethod
+    def _imap_tls(cls, value: str) -> str:
+        if value.strip().lower() not in ("ssl", "starttls", "none"):
+            raise ValueError("expected ssl, starttls or none")
+        return value.strip().lower()
+
+    @field_validator("ses_sns_certificate")
+    @classmethod
+    def _certificate(cls, value: str) -> str:
+        if value:
+            from cryptography import x509
+
+            try:
+                x509.load_pem_x509_certificate(Path(value).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"is not a readable PEM certificate ({type(exc).__name__})") from None
+        return value
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            from tutormax.webhook_keys import load_ec_public_key
+
+            load_ec_public_key(value.get_secret_value())  # ValueError says what is wrong
+        return value
+
+    @field_validator("smtp_tls_ca_file", "bounce_imap_ca_file")
     @classmethod
     def _ca_file(cls, value: str) -> str:
         if value and not Path(value).is_file():

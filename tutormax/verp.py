@@ -47,3 +47,8 @@ class Verp:
         if len(payload) != _ID.size or not hmac.compare_digest(mac, self._mac(payload)):
             return None
         return _ID.unpack(payload)[0]
+
+
+def verp_for(bounce_address: str, secret: bytes) -> Verp | None:
+    """The codec of BOUNCE_ADDRESS, or None when it is unset (the envelope sender is then the From address)."""
+    return Verp(bounce_address, secret) if bounce_address else None

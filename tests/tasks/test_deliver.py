@@ -376,3 +376,22 @@ def test_a_slow_down_answer_halves_the_pace_for_the_rest_of_the_batch(monkeypatc
         pace.heard(classify(int(code), text, Stage.DATA))
     pace.rest(0.3, None)  # a chunk that took 0.3 s
     assert slept == pytest.approx(waits)
+
+
+@pytest.mark.parametrize("bounce_address", ["", "bounces@bounce.tutormax.example"])
+def test_the_envelope_sender_names_the_message_when_bounce_address_is_set(smtp, enqueue, now, monkeypatch,
+                                                                          bounce_address):
+    from tutormax.verp import Verp
+
+    monkeypatch.setenv("BOUNCE_ADDRESS", bounce_address)
+    get_settings.cache_clear()
+    mid = enqueue("sam@example.com")
+    deliver_batch.fn(now=now)
+    (sender,) = smtp.senders
+    parsed = email.message_from_bytes(smtp.received[0][1], policy=policy.default)
+    assert parsed["From"] == "TutorMax <noreply@tutormax.example>" and parsed["Reply-To"] is None
+    if bounce_address:
+        assert Verp(bounce_address, get_settings().secret_bytes()).message_id(sender) == mid
+        assert sender.startswith("bounces+") and sender.endswith("@bounce.tutormax.example")
+    else:
+        assert sender == "noreply@tutormax.example"
