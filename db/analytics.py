@@ -61,15 +61,10 @@ def message_counts(session: Session, start: datetime, end: datetime, *, campaign
                if value is not None]
     h = _human_engagement(start, end)
     day = _day(func.coalesce(m.sent_at, m.created_at), session, tz)
-    attempted = m.status.in_(["sent", "failed"])
     query = (
         select(m.template_type, m.template_version, func.coalesce(m.ab_variant, literal("a")).label("ab_variant"),
                func.coalesce(m.campaign_id, literal("")).label("campaign_id"), day.label("day"),
-               func.count().label("messages"),
-               func.sum(case((attempted, 1), else_=0)).label("attempted"),
-               func.sum(case((m.status == "sent", 1), else_=0)).label("delivered"),
-               func.sum(case((m.bounced_at.is_not(None), 1), else_=0)).label("bounced"),
-               func.sum(case((m.bounce_type == BounceType.BLOCKED, 1), else_=0)).label("blocked"),
+               func.count().label("messages"), *_delivery_counts(),
                func.sum(case((m.status == "failed", 1), else_=0)).label("failed"),
                func.sum(case((m.status == "skipped", 1), else_=0)).label("skipped"),
                func.sum(case((m.opened_at.is_not(None), 1), else_=0)).label("opened_all"),
@@ -86,6 +81,44 @@ def message_counts(session: Session, start: datetime, end: datetime, *, campaign
     frame = pd.read_sql(query, session.connection())
     frame["day"] = pd.to_datetime(frame["day"]).dt.date
     return frame
+
+
+def _delivery_counts():
+    """Sent, delivered, bounced hard and soft, blocked: a message the relay took and a report later bounced was
+    not delivered."""
+    m = EmailMessage
+    return (func.sum(case((m.status.in_(["sent", "failed"]), 1), else_=0)).label("attempted"),
+            func.sum(case(((m.status == "sent") & m.bounced_at.is_(None), 1), else_=0)).label("delivered"),
+            func.sum(case((m.bounced_at.is_not(None), 1), else_=0)).label("bounced"),
+            func.sum(case((m.bounced_at.is_not(None) & (m.bounce_type == BounceType.HARD), 1), else_=0))
+            .label("bounced_hard"),
+            func.sum(case((m.bounced_at.is_not(None) & (m.bounce_type == BounceType.SOFT), 1), else_=0))
+            .label("bounced_soft"),
+            func.sum(case((m.bounce_type == BounceType.BLOCKED, 1), else_=0)).label("blocked"))
+
+
+def bounce_reasons(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
+    """Bounced and blocked messages created in [start, end) by kind and the server's words (grouped as written)."""
+    m = EmailMessage
+    query = (select(m.bounce_type, m.bounce_reason, func.count().label("messages"))
+             .where(m.created_at >= start, m.created_at < end, m.bounce_type.is_not(None))
+             .group_by(m.bounce_type, m.bounce_reason))
+    return pd.read_sql(query, session.connection())
+
+
+def by_domain(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
+    """Delivery, bounces and complaints per recipient domain, for messages created in [start, end)."""
+    m = EmailMessage
+    h = _human_engagement(start, end)
+    domain = (func.split_part(m.recipient_email, "@", 2) if session.get_bind().dialect.name == "postgresql"
+              else func.substr(m.recipient_email, func.instr(m.recipient_email, "@") + 1))
+    domain = func.lower(domain)
+    query = (select(domain.label("domain"), *_delivery_counts(),
+                    func.sum(func.coalesce(h.c.complained, 0)).label("complained"))
+             .select_from(m).outerjoin(h, h.c.message_id == m.message_id)
+             .where(m.created_at >= start, m.created_at < end, m.recipient_email.is_not(None))
+             .group_by(domain))
+    return pd.read_sql(query, session.connection())
 
 
 def time_to_open(session: Session, start: datetime, end: datetime) -> pd.DataFrame:

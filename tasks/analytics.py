@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class Report:
     time_to_open: pd.DataFrame
     clients: pd.DataFrame
     success: pd.DataFrame
+    bounce_reasons: pd.DataFrame
+    domains: pd.DataFrame
     ab_tests: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -88,12 +91,15 @@ def success_metrics(session: Session, frame: pd.DataFrame, start: datetime, end:
         ("Click-through rate (human)", ratio(totals.get("clicked_human", 0), totals.get("delivered", 0)), "> 40%", 0.40, True),
         ("Feedback completion after reminders", ratio(answered, reminded), "> 60%", 0.60, True),
         ("Tutor engagement with check-ins", ratio(responded, checkins), "> 40%", 0.40, True),
+        ("Spam complaint rate", ratio(frame["complained"].sum(), totals.get("delivered", 0)) if len(frame) else None,
+         "< 0.1% (never 0.3%)", COMPLAINT_LINES[0], False),
         ("Template rendering time (p50)", render_ms, "< 50 ms", 50.0, False),
     ]
     table = []
     for name, value, target, threshold, higher in rows:
         passed = None if value is None else (value > threshold if higher else value < threshold)
-        shown = "no data" if value is None else (f"{value * 100:.1f}%" if higher else f"{value:.2f} ms")
+        shown = ("no data" if value is None else f"{value:.2f} ms" if target.endswith("ms")
+                 else f"{value * 100:.2f}%" if threshold < 0.01 else f"{value * 100:.1f}%")
         table.append({"metric": name, "value": value, "shown": shown, "target": target,
                       "status": "no data" if passed is None else ("pass" if passed else "fail")})
     return pd.DataFrame(table)
@@ -117,6 +123,24 @@ def ab_tests(session: Session, frame: pd.DataFrame, alpha: float = 0.05) -> list
         results.append({"campaign_id": campaign.campaign_id, "campaign_name": campaign.campaign_name,
                         "variants": {v: s.__dict__ for v, s in stats.items()}, "result": verdict.__dict__})
     return results
+
+
+# Gmail's and Yahoo's 2024 sender rules: keep spam complaints under 0.1% of delivered mail, never reach 0.3%
+COMPLAINT_LINES = (0.001, 0.003)
+
+_ADDRESS = re.compile(r"<?[\w.+-]+@[\w-]+(\.[\w-]+)+>?")
+_TOKEN = re.compile(r"\b(?=[\w-]*\d)[\w-]{10,}\b")  # queue ids and hosts' serials: no two bounces share them
+
+
+def top_bounce_reasons(frame: pd.DataFrame, limit: int = 10) -> pd.DataFrame:
+    """The commonest bounce and block reasons, addresses and one-off ids masked so alike answers group together."""
+    if not len(frame):
+        return pd.DataFrame(columns=["bounce_type", "reason", "messages"])
+    reason = (frame["bounce_reason"].fillna("").map(lambda text: _TOKEN.sub("…", _ADDRESS.sub("<address>", text)))
+              .str.slice(0, 160))
+    grouped = (frame.assign(reason=reason).groupby(["bounce_type", "reason"], as_index=False)["messages"].sum()
+               .sort_values(["messages", "bounce_type", "reason"], ascending=[False, True, True]))
+    return grouped.head(limit).reset_index(drop=True)
 
 
 def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo | None = None) -> Report:
@@ -145,6 +169,9 @@ def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo 
         time_to_open=tto,
         clients=clients.sort_values("opens", ascending=False),
         success=success_metrics(session, frame, start, end, render_ms_p50()),
+        bounce_reasons=top_bounce_reasons(analytics.bounce_reasons(session, start, end)),
+        domains=(with_rates(analytics.by_domain(session, start, end), ["domain"])
+                 .sort_values(["attempted", "domain"], ascending=[False, True]).head(20).reset_index(drop=True)),
         ab_tests=ab_tests(session, frame),
         timings=timings,
     )
@@ -157,10 +184,12 @@ def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo 
 LABELS = {
     "template_type": "Template", "template_version": "Version", "ab_variant": "Variant", "campaign_id": "Campaign",
     "day": "Day sent", "messages": "Messages", "attempted": "Sent (attempted)", "delivered": "Delivered",
-    "bounced": "Bounced", "blocked": "Blocked", "failed": "Failed", "skipped": "Skipped", "opened_all": "Opened (all)",
+    "bounced": "Bounced", "bounced_hard": "Bounced (hard)", "bounced_soft": "Bounced (soft)", "blocked": "Blocked", "failed": "Failed", "skipped": "Skipped", "opened_all": "Opened (all)",
     "opened_human": "Opened (people)", "clicked_all": "Clicked (all)", "clicked_human": "Clicked (people)",
     "unsubscribed": "Unsubscribed", "complained": "Complained",
-    "delivery_rate": "Delivery rate", "bounce_rate": "Bounce rate", "block_rate": "Block rate",
+    "delivery_rate": "Delivery rate", "bounce_rate": "Bounce rate", "hard_bounce_rate": "Hard bounces",
+    "soft_bounce_rate": "Soft bounces", "block_rate": "Block rate", "domain": "Recipient domain",
+    "bounce_type": "Kind", "reason": "What the server said",
     "open_rate_human": "Open rate (people)", "open_rate_all": "Open rate (all)", "click_through_rate": "Click-through",
     "click_to_open_rate": "Click-to-open", "unsubscribe_rate": "Unsubscribe rate", "complaint_rate": "Complaint rate",
     "bucket": "First opened by a person", "device": "Device", "browser": "Browser", "os": "Operating system",
@@ -171,14 +200,17 @@ LABELS = {
 # After a wide table's group columns, what an analyst reads first: how much went out and whether it arrived,
 # whether people engaged (the human open rate leads, "all" beside it shows the machine inflation), and what it
 # cost in unsubscribes and complaints. The counts behind the rates, skips and blocks stay in the CSV.
-READ_FIRST = ("attempted", "delivered", "delivery_rate", "bounce_rate", "open_rate_human", "open_rate_all",
-              "click_through_rate", "click_to_open_rate", "unsubscribe_rate", "complaint_rate")
+READ_FIRST = ("attempted", "delivered", "delivery_rate", "hard_bounce_rate", "soft_bounce_rate", "open_rate_human",
+              "open_rate_all", "click_through_rate", "click_to_open_rate", "unsubscribe_rate", "complaint_rate")
+# a domain's table: where the mail went and how each receiving system answered
+DOMAIN_COLUMNS = ["domain", "attempted", "delivered", "delivery_rate", "hard_bounce_rate", "soft_bounce_rate",
+                  "block_rate", "complained", "complaint_rate"]
 
 # text that may wrap on a phone; names, days and numbers stay on one line
-WRAP = {"metric", "browser", "os"}
+WRAP = {"metric", "browser", "os", "reason"}
 
 HEADLINE = ("delivery_rate", "open_rate_human", "open_rate_all", "click_through_rate", "click_to_open_rate",
-            "unsubscribe_rate")
+            "unsubscribe_rate", "hard_bounce_rate", "complaint_rate")
 
 # (event type, by a machine?) -> the chart's series: label, colour, line style
 SERIES = {("opened", False): ("Opens (people)", "#2563eb", "-"),
@@ -292,8 +324,18 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
+def complaint_mark(rate: float | None) -> str:
+    """A row's or a figure's class against the complaint lines: "bad" at 0.3% and over, "warn" over 0.1%."""
+    if rate is None or pd.isna(rate):
+        return ""
+    return "bad" if rate >= COMPLAINT_LINES[1] else "warn" if rate > COMPLAINT_LINES[0] else ""
+
+
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
-    """frame as HTML: readable headers, rates as percentages, in a box that scrolls sideways on a narrow screen."""
+    """frame as HTML: readable headers, rates as percentages, in a box that scrolls sideways on a narrow screen.
+
+    A row whose complaint rate is over 0.1% is marked (class warn), at 0.3% and over more so (class bad).
+    """
     shown = frame[columns] if columns else frame
     if not len(shown):
         return "<p class=note>Nothing in this range.</p>"
@@ -304,8 +346,9 @@ def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
         return "".join(f"<{tag}{classes[c]}>{html.escape(v)}</{tag}>" for c, v in zip(shown.columns, values))
 
     head = cells("th", (LABELS[c] for c in shown.columns))
-    body = "".join(f"<tr>{cells('td', (_cell(c, v) for c, v in zip(shown.columns, row)))}</tr>"
-                   for row in shown.itertuples(index=False))
+    marks = [complaint_mark(rate) for rate in shown["complaint_rate"]] if "complaint_rate" in shown else [""] * len(shown)
+    body = "".join(f"<tr{f' class={mark}' if mark else ''}>{cells('td', (_cell(c, v) for c, v in zip(shown.columns, row)))}"
+                   "</tr>" for mark, row in zip(marks, shown.itertuples(index=False)))
     return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
@@ -325,6 +368,7 @@ th,td{padding:5px 8px;border-bottom:1px solid #e5e7eb;text-align:left;white-spac
 th{vertical-align:bottom;background:#f3f4f6;white-space:normal;min-width:5em}
 td:first-child,th:first-child{position:sticky;left:0;background:#fff} th:first-child{background:#f3f4f6}
 .n{text-align:right;font-variant-numeric:tabular-nums} img{display:block;max-width:100%;height:auto}
+tr.warn td,.kpis .warn{background:#fef3c7} tr.bad td,.kpis .bad{background:#fee2e2} .kpis div{padding:2px 6px}
 @media (max-width:600px){body{padding:12px 14px} h1{font-size:21px} .kpis{gap:6px 20px} .kpis b{font-size:22px}}"""
 
 
@@ -334,6 +378,7 @@ def write_report(report: Report, folder: Path) -> Path:
     tables = {"by_template": report.by_template, "by_version_variant": report.by_version,
               "by_campaign": report.by_campaign, "by_day": report.by_day, "time_to_open": report.time_to_open,
               "clients": report.clients, "success_metrics": report.success,
+              "bounce_reasons": report.bounce_reasons, "domains": report.domains,
               "ab_tests": pd.json_normalize([{"campaign_id": t["campaign_id"], **t["result"]} for t in report.ab_tests])}
     for name, frame in tables.items():
         frame.to_csv(folder / f"{name}.csv", index=False)
@@ -343,7 +388,8 @@ def write_report(report: Report, folder: Path) -> Path:
         return f'<img alt="{alt}" src="data:image/png;base64,{pngs[name]}">' if name in pngs else ""
 
     o = report.overall
-    headline = "".join(f"<div><b>{_cell(k, o.get(k))}</b><span>{LABELS[k]}</span></div>" for k in HEADLINE)
+    headline = "".join(f"<div{f' class={complaint_mark(o.get(k))}' if k == 'complaint_rate' and complaint_mark(o.get(k)) else ''}>"
+                       f"<b>{_cell(k, o.get(k))}</b><span>{LABELS[k]}</span></div>" for k in HEADLINE)
     definitions = "; ".join(f"{LABELS[rate]} = {LABELS[num].lower()} / {LABELS[den].lower()}"
                             for rate, (num, den) in RATES.items())
     verdicts = "".join(f"<li><b>{html.escape(t['campaign_name'])}</b>: {html.escape(t['result']['reason'])}</li>"
@@ -361,6 +407,11 @@ by.</details>
 <h2>A/B tests</h2><ul>{verdicts}</ul>{image("ab", "A/B click rate per variant with 95% intervals")}
 <h2>Opens and clicks per day</h2>{image("opens_clicks", "Opens and clicks per day, people and machines")}
 <h2>Delivery funnel</h2>{image("funnel", "Delivery funnel: sent, delivered, opened and clicked by people")}
+<h2>Bounce reasons</h2><p class=note>Hard bounces suppress the address; soft ones (a full mailbox, a block after the relay took the message)
+do after three in 30 days; blocks (policy or reputation) are refusals of the sender, not of the address. Gmail and
+Yahoo want spam complaints under 0.1% of delivered mail, and never 0.3%: in every table, a row over 0.1% is marked
+yellow, one at 0.3% or more red.</p>{_table(report.bounce_reasons)}
+<h2>Bounces and complaints by recipient domain</h2>{_table(report.domains, DOMAIN_COLUMNS)}
 <h2>By template type</h2>{_wide(report.by_template)}
 <h2>By template version and variant</h2>{_wide(report.by_version)}
 <h2>By campaign</h2>{_wide(report.by_campaign)}

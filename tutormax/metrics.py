@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-COUNTS = ("messages", "attempted", "delivered", "bounced", "blocked", "failed", "skipped", "opened_all", "opened_human",
+COUNTS = ("messages", "attempted", "delivered", "bounced", "bounced_hard", "bounced_soft", "blocked", "failed", "skipped", "opened_all", "opened_human",
           "clicked_all", "clicked_human", "unsubscribed", "complained")
 
 # name: (numerator, denominator). Opens are inflated by machine opens (Apple MPP, scanners),
@@ -14,6 +14,9 @@ COUNTS = ("messages", "attempted", "delivered", "bounced", "blocked", "failed", 
 RATES: dict[str, tuple[str, str]] = {
     "delivery_rate": ("delivered", "attempted"),
     "bounce_rate": ("bounced", "attempted"),
+    # hard: the address is gone (suppressed); soft: it refused for now (full, or blocked after acceptance)
+    "hard_bounce_rate": ("bounced_hard", "attempted"),
+    "soft_bounce_rate": ("bounced_soft", "attempted"),
     # refused for policy or reputation: the sender's standing, not the addresses
     "block_rate": ("blocked", "attempted"),
     "open_rate_human": ("opened_human", "delivered"),
@@ -36,9 +39,10 @@ def rates_of(counts: Mapping[str, float]) -> dict[str, float | None]:
 
 
 def with_rates(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Sum the counts per group and add every rate (empty denominators give NaN, shown as blank)."""
-    grouped = frame.groupby(by, dropna=False)[list(COUNTS)].sum().reset_index() if by else \
-        frame[list(COUNTS)].sum().to_frame().T
+    """Sum the counts the frame has per group and add every rate they make (empty denominators give NaN)."""
+    counts = [c for c in COUNTS if c in frame.columns]
+    grouped = frame.groupby(by, dropna=False)[counts].sum().reset_index() if by else frame[counts].sum().to_frame().T
     for name, (num, den) in RATES.items():
-        grouped[name] = (grouped[num] / grouped[den].where(grouped[den] != 0)).astype(float)
+        if num in grouped and den in grouped:
+            grouped[name] = (grouped[num] / grouped[den].where(grouped[den] != 0)).astype(float)
     return grouped

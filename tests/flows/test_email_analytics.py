@@ -19,7 +19,8 @@ SUCCESS = {"Email delivery rate": ("66.7%", "> 95%", "fail"),
            "Open rate, critical alerts (human)": ("no data", "> 70%", "no data"),
            "Click-through rate (human)": ("50.0%", "> 40%", "pass"),
            "Feedback completion after reminders": ("0.0%", "> 60%", "fail"),
-           "Tutor engagement with check-ins": ("no data", "> 40%", "no data")}
+           "Tutor engagement with check-ins": ("no data", "> 40%", "no data"),
+           "Spam complaint rate": ("0.00%", "< 0.1% (never 0.3%)", "pass")}
 
 
 def _success(result: dict) -> dict:

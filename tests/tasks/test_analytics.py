@@ -14,7 +14,7 @@ from sqlalchemy import update
 from db import outbox, tracking
 from db.models import EmailCampaign, EmailMessage
 from db.session import transaction
-from tasks.analytics import LABELS, build_report, daily_events, write_report
+from tasks.analytics import LABELS, build_report, complaint_mark, daily_events, write_report
 from tutormax.metrics import COUNTS, RATES
 
 NOW = datetime(2026, 11, 20, 15, tzinfo=timezone.utc)
@@ -94,13 +94,14 @@ def test_empty_range_gives_no_data_not_errors(db_url, tmp_path):
     with transaction(db_url) as s:
         report = build_report(s, START, END)
     assert report.overall == dict.fromkeys(
-        ("delivery_rate", "bounce_rate", "block_rate", "open_rate_human", "open_rate_all", "click_through_rate",
-         "click_to_open_rate", "unsubscribe_rate", "complaint_rate"))
+        ("delivery_rate", "bounce_rate", "hard_bounce_rate", "soft_bounce_rate", "block_rate", "open_rate_human",
+         "open_rate_all", "click_through_rate", "click_to_open_rate", "unsubscribe_rate", "complaint_rate"))
     # only the rendering time is measured without messages
     assert dict(zip(report.success["metric"], report.success["status"])) == {
         "Email delivery rate": "no data", "Open rate, critical alerts (human)": "no data",
         "Click-through rate (human)": "no data", "Feedback completion after reminders": "no data",
-        "Tutor engagement with check-ins": "no data", "Template rendering time (p50)": "pass"}
+        "Tutor engagement with check-ins": "no data", "Spam complaint rate": "no data",
+        "Template rendering time (p50)": "pass"}
     page = write_report(report, tmp_path / "r").read_text()
     assert "<div><b>—</b><span>Delivery rate</span></div>" in page
     assert "<h2>By template type</h2><p class=note>Nothing in this range.</p>" in page
@@ -114,8 +115,9 @@ def test_report_files(fixture_data, tmp_path):
     text = path.read_text()
     assert text.count("data:image/png;base64,") == 3 and "Success metrics" in text
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
-        "ab_tests.csv", "by_campaign.csv", "by_day.csv", "by_template.csv", "by_version_variant.csv", "clients.csv",
-        "report.html", "success_metrics.csv", "time_to_open.csv"]
+        "ab_tests.csv", "bounce_reasons.csv", "by_campaign.csv", "by_day.csv", "by_template.csv",
+        "by_version_variant.csv", "clients.csv", "domains.csv", "report.html", "success_metrics.csv",
+        "time_to_open.csv"]
     assert pd.read_csv(tmp_path / "r" / "by_template.csv")["delivered"].sum() == 4
 
 
@@ -172,14 +174,15 @@ def _page(fixture_data, folder, start=START, end=END):
     return report, write_report(report, folder).read_text()
 
 
-WIDE_HEADER = ["Sent (attempted)", "Delivered", "Delivery rate", "Bounce rate", "Open rate (people)", "Open rate (all)",
-               "Click-through", "Click-to-open", "Unsubscribe rate", "Complaint rate"]
+WIDE_HEADER = ["Sent (attempted)", "Delivered", "Delivery rate", "Hard bounces", "Soft bounces", "Open rate (people)",
+               "Open rate (all)", "Click-through", "Click-to-open", "Unsubscribe rate", "Complaint rate"]
 
 
 def test_the_page_shows_every_rate_as_a_percentage_under_readable_headers(fixture_data, tmp_path):
     report, page = _page(fixture_data, tmp_path / "r")
     tables = _Tables(page).tables
-    assert list(tables) == ["Success metrics", "By template type", "By template version and variant", "By day sent",
+    assert list(tables) == ["Success metrics", "Bounce reasons", "Bounces and complaints by recipient domain",
+                            "By template type", "By template version and variant", "By day sent",
                             "Time to first human open", "Devices"]
     assert "<h2>By campaign</h2><p class=note>Nothing in this range.</p>" in page  # the fixture has no campaigns
     assert tables["By template type"][0] == ["Template", *WIDE_HEADER]
@@ -251,3 +254,53 @@ def test_days_are_local_days_in_the_table_and_the_chart(db_url):
 def test_every_column_has_a_label():
     assert set(COUNTS) | set(RATES) <= set(LABELS)
     assert len(set(LABELS.values())) == len(LABELS)  # two columns never read alike
+
+
+@pytest.fixture
+def bounces_and_complaints(db_url):
+    """400 sent to example.com (one complaint, 0.25%); 4 to far.example, 2 of them hard-bounced later, 1 soft;
+    2 blocked at sending with the same answer but for its queue id; 1 complaint of 4 at far.example (25%)."""
+    ids = [_message(db_url, 100 + i, "weekly_digest", "sent") for i in range(400)]
+    _event(db_url, ids[0], "complained")
+    far = [_message(db_url, 600 + i, "weekly_digest", "sent", email=f"f{i}@Far.example") for i in range(4)]
+    with transaction(db_url) as s:
+        for mid, kind, reason in ((far[0], "hard", "5.1.1 smtp; 550 5.1.1 <f0@far.example>: User unknown"),
+                                  (far[1], "hard", "5.1.1 smtp; 550 5.1.1 <f1@far.example>: User unknown"),
+                                  (far[2], "soft", "5.2.2 smtp; 552 5.2.2 Mailbox full")):
+            s.execute(update(EmailMessage).where(EmailMessage.message_id == mid).values(
+                bounced_at=NOW, bounce_type=kind, bounce_reason=reason))
+    _event(db_url, far[3], "complained")
+    for i, queue_id in enumerate(("AB12CD34EF56", "ZX98YV76WU54")):
+        _message(db_url, 700 + i, "weekly_digest", "failed", bounce_type="blocked",
+                 bounce_reason=f"550 5.7.1 Message {queue_id} rejected: blocked by policy")
+    return db_url
+
+
+def test_bounces_split_hard_and_soft_with_their_reasons_and_domains(bounces_and_complaints, tmp_path):
+    report, page = _page(bounces_and_complaints, tmp_path / "r")
+    o = report.overall
+    # 406 attempted; of the 404 the relay took, 3 bounced later: 401 delivered
+    assert (o["attempted"], o["delivered"], o["bounced_hard"], o["bounced_soft"], o["blocked"]) == (406, 401, 2, 1, 2)
+    assert (o["hard_bounce_rate"], o["soft_bounce_rate"]) == (pytest.approx(2 / 406), pytest.approx(1 / 406))
+    assert report.bounce_reasons.to_dict("records") == [
+        {"bounce_type": "blocked", "reason": "550 5.7.1 Message … rejected: blocked by policy", "messages": 2},
+        {"bounce_type": "hard", "reason": "5.1.1 smtp; 550 5.1.1 <address>: User unknown", "messages": 2},
+        {"bounce_type": "soft", "reason": "5.2.2 smtp; 552 5.2.2 Mailbox full", "messages": 1}]
+    tables = _Tables(page).tables
+    domains = [dict(zip(tables["Bounces and complaints by recipient domain"][0], row))
+               for row in tables["Bounces and complaints by recipient domain"][1:]]
+    assert [(d["Recipient domain"], d["Sent (attempted)"], d["Delivered"], d["Hard bounces"], d["Soft bounces"],
+             d["Complaint rate"]) for d in domains] == [("example.com", "402", "400", "0.0%", "0.0%", "0.2%"),
+                                                        ("far.example", "4", "1", "50.0%", "25.0%", "100.0%")]
+
+
+def test_the_complaint_rate_is_held_to_the_0_1_and_0_3_percent_lines(bounces_and_complaints, tmp_path):
+    report, page = _page(bounces_and_complaints, tmp_path / "r")
+    success = report.success.set_index("metric")
+    # 2 complaints of 401 delivered: 0.50%, over both lines
+    assert (success.loc["Spam complaint rate", "shown"], success.loc["Spam complaint rate", "target"],
+            success.loc["Spam complaint rate", "status"]) == ("0.50%", "< 0.1% (never 0.3%)", "fail")
+    assert '<div class=bad><b>0.5%</b><span>Complaint rate</span></div>' in page
+    # example.com at 0.25% is over 0.1% (yellow); far.example at 100% is over 0.3% (red)
+    assert re.search(r'<tr class=warn><td>example\.com</td>', page) and re.search(r'<tr class=bad><td>far\.example', page)
+    assert complaint_mark(0.001) == "" and complaint_mark(0.0011) == "warn" and complaint_mark(0.003) == "bad"
