@@ -701,3 +701,15 @@ def tracker_tally(session: Session) -> dict[str, Any]:
         "opted_out": session.scalar(select(func.count()).select_from(EmailPreference)
                                     .where(EmailPreference.feedback_reminders.is_(False))),
     }
+
+
+def move_students_to(session: Session, domain: str, count: int) -> list[str]:
+    """Give the first `count` students with an address of their own one at `domain` (the demo's bouncing domain)."""
+    rows = session.execute(select(Student.id, Student.email).where(Student.email.is_not(None))
+                           .order_by(Student.id).limit(count)).all()
+    moved = []
+    for student_id, address in rows:
+        new = f"{address.split('@')[0]}@{domain}"
+        session.execute(Student.__table__.update().where(Student.id == student_id).values(email=new))
+        moved.append(new)
+    return moved

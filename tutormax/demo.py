@@ -39,7 +39,7 @@ def _step(text: str) -> float:
 
 
 # run after the recipients have answered (escalations of their concerning answers), or last
-AFTER_RECIPIENTS = ("checkin-escalations", "cleanup-old-tracking-events", "email-analytics")
+AFTER_RECIPIENTS = ("checkin-escalations", "process-bounces", "cleanup-old-tracking-events", "email-analytics")
 
 
 def demo_times(url: str, now: datetime) -> dict[str, datetime]:
@@ -159,13 +159,17 @@ def run_demo(sessions: int = 20000, prefect_home: Path | None = None) -> None:
     bind = tracker_bind(load_settings().tracking_base_url)
     # the sink takes a free port so a real MTA on 8025 is no obstacle: the Maildir keeps the mail either way
     port = free_port()
-    os.environ.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_USE_TLS="false", SMTP_USER="")
+    # bounces come back to a tagged envelope sender (VERP) and land where process-bounces reads them
+    os.environ.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_USE_TLS="false", SMTP_USER="",
+                      BOUNCE_ADDRESS="bounces@bounce.tutormax.example", BOUNCE_MAILDIR=str(state / "bounces"),
+                      BOUNCE_IMAP_HOST="")
     get_settings.cache_clear()
     settings = get_settings()
     maildir = state / "maildir"
     for path in (state / "tutormax.db", state / "tutormax.db-wal", state / "tutormax.db-shm"):
         path.unlink(missing_ok=True)
     shutil.rmtree(maildir, ignore_errors=True)
+    shutil.rmtree(state / "bounces", ignore_errors=True)
     with prefect_api(prefect_home or state / "prefect", state / "prefect-server.log") as (prefect_ready, browse):
         _run(settings, sessions, maildir, port, bind, prefect_ready)
     print(f"\nBrowse these runs in the Prefect UI: {browse}")
@@ -176,10 +180,10 @@ def run_demo(sessions: int = 20000, prefect_home: Path | None = None) -> None:
 
 def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_ready: Callable[[], None]) -> None:
     """The demo proper: a platform, every automation through Prefect, recipients over HTTP, the results."""
-    from db.demo_data import PlatformSize, generate_platform
+    from db.demo_data import PlatformSize, generate_platform, move_students_to
     from db.migrate import upgrade
     from flows.registry import load_all_flows
-    from tutormax.sink import start_sink
+    from tutormax.sink import UNREACHABLE_DOMAIN, start_sink
 
     FLOWS = load_all_flows()
     state = var_dir()
@@ -199,8 +203,12 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
                                   campaign_type="automation_ab", template_type="feedback_reminder",
                                   template_version="v1", ab_test_enabled=True, status="active", created_by="demo",
                                   started_at=now))
+    with transaction() as session:
+        gone = move_students_to(session, UNREACHABLE_DOMAIN, 5)
+    _step(f"{len(gone)} students' addresses are at {UNREACHABLE_DOMAIN}: the sink takes their mail, then bounces it "
+          f"into {settings.bounce_maildir}")
     _step(f"starting the local SMTP sink on 127.0.0.1:{port} -> {maildir}")
-    sink = start_sink(maildir, port=port)
+    sink = start_sink(maildir, port=port, bounce_maildir=Path(settings.bounce_maildir))
     summaries = {}
     try:
         prefect_ready()
@@ -215,12 +223,14 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
             _step("simulating recipients over HTTP: desktop, phone, Apple Mail Privacy Protection, a link scanner")
             from tutormax.simulate import simulate
 
-            tally = simulate(maildir)
+            tally = simulate(maildir, bounce_maildir=Path(settings.bounce_maildir))
         finally:
             tracker.terminate()
             tracker.wait(timeout=30)
         _step("running checkin-escalations (the sweep) for concerning survey answers")
         summaries["checkin-escalations"] = FLOWS["checkin-escalations"](now=now)
+        _step(f"running process-bounces over {settings.bounce_maildir}: the bounces and a spam complaint")
+        bounces = FLOWS["process-bounces"](now=now)
         _step("running cleanup-old-tracking-events")
         cleanup = FLOWS["cleanup-old-tracking-events"](now=now)
         _step("running email-analytics over the last 60 days")
@@ -233,9 +243,10 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
     print(f"\n{'automation':<24}{'planned':>8}{'sent':>7}{'deferred':>9}{'failed':>7}{'skipped':>8}{'render p50':>12}")
     for name, summary in summaries.items():
         print(f"{name:<24}{summary['planned']:>8,}{summary['sent']:>7,}{summary['deferred']:>9,}"
-              f"{summary['failed'] + summary['bounced']:>7,}{summary['skipped']:>8,}"
+              f"{summary['failed'] + summary['bounced'] + summary['blocked']:>7,}{summary['skipped']:>8,}"
               f"{(str(summary['render_ms_p50']) + ' ms') if summary['render_ms_p50'] else '-':>12}")
     print(f"cleanup-old-tracking-events: {cleanup['deleted']} events older than {cleanup['cutoff'][:10]} deleted")
+    _print_bounces(bounces)
     print(f"\nDelivered messages: {len(keys):,} in the Maildir {maildir}")
     if keys:
         example = email.message_from_bytes(box.get_bytes(keys[0]), policy=policy.default)
@@ -250,6 +261,21 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
         print(f"\nIts HTML part: {preview}; every template with sample data: tutormax preview")
     _print_tracking(settings.database_url, tally)
     _print_analytics(analytics)
+
+
+def _print_bounces(result: dict) -> None:
+    from db import suppressions
+    from db.session import transaction
+
+    print(f"process-bounces: {result.get('reports', 0)} reports read: {result.get('hard', 0)} hard bounces, "
+          f"{result.get('soft', 0)} soft, {result.get('complaint', 0)} complaints, "
+          f"{result.get('suppressed', 0)} addresses suppressed")
+    with transaction() as session:
+        rows = suppressions.in_force(session, datetime.now(timezone.utc))
+    print("\nSuppressed, and why (tutormax suppressions list):")
+    for row in rows:
+        what = "marketing" if row.scope == "marketing" else "all mail"
+        print(f"    {row.email:<48}{row.reason} ({row.source}), {what}: {(row.detail or '')[:70]}")
 
 
 def _print_analytics(result: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import hashlib
 import mailbox
 import random
 import re
@@ -10,7 +11,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from datetime import datetime, timezone
 from email import policy
+from email.utils import format_datetime
 from pathlib import Path
 
 DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
@@ -61,8 +64,46 @@ def _click_and_rate(url: str, user_agent: str, rng: random.Random, tally: Counte
             tally["feedback_submitted"] += 1
 
 
-def simulate(maildir: Path, seed: int = 7) -> Counter:
-    """Open, click, rate and unsubscribe over HTTP like a realistic mix of recipients and machines."""
+def complaint(raw: bytes, at: datetime) -> bytes:
+    """What a mailbox provider's feedback loop sends when its user marks a message as spam (RFC 5965 ARF)."""
+    original = email.message_from_bytes(raw)
+    recipient = (original["X-Sink-Rcpt-To"] or original["To"] or "").strip()
+    boundary = "feedback-report-boundary-7d1"
+    text = f"""From: Feedback Loop <feedback@fbl.mail.example>
+To: {(original["Return-Path"] or "").strip("<> ")}
+Subject: Complaint about a message from tutormax.example
+Date: {format_datetime(at)}
+Message-ID: <arf-{hashlib.sha1(raw).hexdigest()[:16]}@fbl.mail.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="{boundary}"
+
+--{boundary}
+Content-Type: text/plain; charset="US-ASCII"
+
+This is an email abuse report for an email message received from IP 192.0.2.10 on {format_datetime(at)}.
+
+--{boundary}
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: FeedbackLoop/1.0
+Version: 1
+Original-Mail-From: {original["Return-Path"]}
+Original-Rcpt-To: <{recipient}>
+Arrival-Date: {format_datetime(at)}
+Source-IP: 192.0.2.10
+
+--{boundary}
+Content-Type: message/rfc822
+
+"""
+    return (text.replace("\n", "\r\n").encode() + raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            + f"\r\n--{boundary}--\r\n".encode())
+
+
+def simulate(maildir: Path, seed: int = 7, bounce_maildir: Path | None = None) -> Counter:
+    """Open, click, rate and unsubscribe over HTTP like a realistic mix of recipients and machines; one files a
+    complaint through their mailbox provider's feedback loop, into the bounce Maildir."""
     rng = random.Random(seed)
     tally: Counter = Counter()
     box = mailbox.Maildir(maildir, create=False)
@@ -107,4 +148,7 @@ def simulate(maildir: Path, seed: int = 7) -> Counter:
         if index % 25 == 12:  # the mail client's own unsubscribe button (RFC 8058 one-click POST)
             status, _ = _fetch(unsubscribe, DESKTOP, "POST", {"List-Unsubscribe": "One-Click"})
             tally["one_click_unsubscribes"] += status == 200
+        if index == 7 and bounce_maildir is not None:  # "Report spam", instead of unsubscribing
+            mailbox.Maildir(bounce_maildir, create=False).add(complaint(box.get_bytes(key), datetime.now(timezone.utc)))
+            tally["spam_complaints"] += 1
     return tally
