@@ -182,6 +182,38 @@ def cmd_dkim_record(args: argparse.Namespace) -> None:
     print(f'{settings.dkim_selector}._domainkey.{settings.dkim_domain}. IN TXT "{public_record(load_key(pem.encode()))}"')
 
 
+def cmd_bounce(args: argparse.Namespace) -> None:
+    import json
+
+    from tasks.bounce_parse import parse
+    from tutormax.settings import get_settings
+    from tutormax.verp import Verp
+
+    settings = get_settings()
+    # BOUNCE_ADDRESS is being added to Settings as bounce_address; until it lands no VERP tag is read
+    bounce_address = getattr(settings, "bounce_address", "")
+    verp = Verp(bounce_address, settings.secret_bytes()) if bounce_address else None
+    unreadable = 0
+    for name in args.files:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            unreadable += 1
+            print(json.dumps({"file": name, "error": exc.strerror or type(exc).__name__}), flush=True)
+            continue
+        report = parse(raw, verp, settings.from_domain)
+        print(json.dumps({
+            "file": name,
+            "kind": report.kind,
+            "recipients": [recipient.address for recipient in report.recipients],
+            "status": report.recipients[0].status if report.recipients else None,
+            "message_id": report.message_id,
+            "detector": report.detector,
+        }), flush=True)
+    if unreadable:
+        sys.exit(f"{unreadable} of {len(args.files)} file(s) could not be read")
+
+
 def cmd_preview(args: argparse.Namespace) -> None:
     from tasks.email_types import SAMPLE_NOW, all_types
     from tasks.render import Renderer, message_context, template_name, track
@@ -281,6 +313,12 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("dkim-record", help="the DNS TXT record that publishes the DKIM key (its public half)")
     p.set_defaults(func=cmd_dkim_record)
+
+    p = sub.add_parser("bounce", help="bounce-mailbox reports (DSNs, other bounces, complaints, auto-replies)")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("parse", help="read report files (one email each): a JSON line per file, no database")
+    q.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_bounce)
 
     p = sub.add_parser("preview", help="render templates with sample data to var/previews/")
     p.add_argument("type", nargs="?", help="template type (default: all)")

@@ -107,3 +107,38 @@ def test_limits_apply_creates_the_limit_from_the_settings(prefect_harness, capsy
     assert capsys.readouterr().out == ("tutormax-smtp-send: 125 messages a minute (burst 4, 2.017 slots freed a "
                                        "second, 2 messages per acquire)\n")
     get_settings.cache_clear()
+
+
+def test_bounce_parse_prints_a_json_line_per_file_and_fails_at_the_end_for_an_unreadable_one(
+        tmp_path, capsys, monkeypatch, request):
+    import json
+    from pathlib import Path
+
+    from tutormax.settings import Settings, get_settings
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
+    monkeypatch.setenv("BOUNCE_ADDRESS", "bounces@bounce.tutormax.example")
+    # bounce_address is being added to Settings in parallel; until it lands, a class attribute stands in
+    monkeypatch.setattr(Settings, "bounce_address", "bounces@bounce.tutormax.example", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'absent' / 'tutormax.db'}")  # unusable if touched
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
+    # only the VERP tag (SECRET_KEY's) names message 42 here: the returned Message-ID is someone else's
+    tagged = tmp_path / "tagged.eml"
+    tagged.write_bytes((fixtures / "postfix_user_unknown.eml").read_bytes()
+                       .replace(b"<42.0123456789abcdef@tutormax.example>", b"<4Xk2Lm0pQ3z1xyz@mx1.example.net>"))
+    files = [str(tagged), str(tmp_path / "absent.eml"), str(fixtures / "out_of_office.eml"),
+             str(fixtures / "unknown_spam.eml")]
+    with pytest.raises(SystemExit) as stopped:
+        main(["bounce", "parse", *files])
+    assert str(stopped.value) == "1 of 4 file(s) could not be read"
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [
+        {"file": files[0], "kind": "hard", "recipients": ["nosuchuser@example.net"], "status": "5.1.1",
+         "message_id": 42, "detector": "dsn"},
+        {"file": files[1], "error": "No such file or directory"},
+        {"file": files[2], "kind": "auto_reply", "recipients": [], "status": None, "message_id": 42,
+         "detector": "auto_reply"},
+        {"file": files[3], "kind": "unknown", "recipients": [], "status": None, "message_id": None,
+         "detector": "none"},
+    ]
+    assert not (tmp_path / "absent").exists()
