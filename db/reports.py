@@ -164,20 +164,17 @@ def _rules(session: Session, report: Incoming, address: str, message_id: int | N
     done: Counter[str] = Counter()
     evidence = {"source": report.source, "detail": report.reason, "report": report.raw, "message_id": message_id}
     if report.kind == "hard" and report.bounced:
-        suppressions.suppress(session, address, reason=SuppressionReason.HARD_BOUNCE, at=now, **evidence)
-        done["suppressed"] += 1
+        done["suppressed"] += suppressions.suppress(session, address, reason=SuppressionReason.HARD_BOUNCE, at=now,
+                                                    **evidence)
     elif report.kind == "soft" and report.bounced:
-        if (soft_bounces(session, address, now - rules.soft_window) >= rules.soft_limit
-                and not suppressions.has(session, address, SuppressionReason.SOFT_BOUNCES, now)):
-            suppressions.suppress(session, address, reason=SuppressionReason.SOFT_BOUNCES, at=now,
-                                  expires_at=now + rules.soft_suppress, **evidence)
-            done["suppressed"] += 1
+        if soft_bounces(session, address, now - rules.soft_window) >= rules.soft_limit:
+            done["suppressed"] += suppressions.suppress(session, address, reason=SuppressionReason.SOFT_BOUNCES,
+                                                        at=now, expires_at=now + rules.soft_suppress, **evidence)
     elif report.kind == "complaint":
         # everything but system notices off, as if they had unsubscribed from each; marketing held off
         # whatever they change on the preferences page, until an operator lifts it
         tracking.set_preferences(session, address, {c.value: c is Category.SYSTEM_NOTIFICATIONS for c in Category},
                                  now)
-        suppressions.suppress(session, address, reason=SuppressionReason.COMPLAINT, scope=SuppressionScope.MARKETING,
-                              at=now, **evidence)
-        done["suppressed"] += 1
+        done["suppressed"] += suppressions.suppress(session, address, reason=SuppressionReason.COMPLAINT,
+                                                    scope=SuppressionScope.MARKETING, at=now, **evidence)
     return done

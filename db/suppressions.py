@@ -31,9 +31,15 @@ def _set_flags(session: Session, address: str, at: datetime, **flags: object) ->
 
 def suppress(session: Session, email: str, *, reason: SuppressionReason, source: SuppressionSource, at: datetime,
              detail: str | None = None, report: str | None = None, message_id: int | None = None,
-             expires_at: datetime | None = None, scope: SuppressionScope = SuppressionScope.ALL) -> None:
-    """Record a suppression and stop mail to the address (all of it, or its marketing)."""
+             expires_at: datetime | None = None, scope: SuppressionScope = SuppressionScope.ALL) -> bool:
+    """Record a suppression and stop mail to the address (all of it, or its marketing).
+
+    False, and nothing recorded, when one for the same reason is in force already: a second report
+    of the same bounce is evidence of nothing new.
+    """
     address = email.lower()
+    if has(session, address, reason, at):
+        return False
     session.add(EmailSuppression(email=address, reason=reason, source=source, detail=detail, report=report,
                                  message_id=message_id, created_at=at, expires_at=expires_at, scope=scope))
     flags: dict[str, object] = {_FLAG[scope]: True}
@@ -41,6 +47,7 @@ def suppress(session: Session, email: str, *, reason: SuppressionReason, source:
         flags.update(suppression_reason=reason.value, suppressed_at=at)
     _set_flags(session, address, at, **flags)
     session.flush()
+    return True
 
 
 def in_force(session: Session, now: datetime, reason: str | None = None,

@@ -137,16 +137,16 @@ class ImapBox:
         if not page:
             return
         uids = ",".join(fetched.key for fetched in page)
+        self._uid("STORE", uids, "+FLAGS.SILENT", r"(\Seen)")
         folder = self.settings.bounce_imap_processed_folder
         if not folder:
-            self._uid("STORE", uids, "+FLAGS.SILENT", r"(\Seen)")
             return
         assert self.imap is not None
         if "MOVE" in self.imap.capabilities:
             self._uid("MOVE", uids, _quoted(folder))
         else:  # copied first: the original goes only once its copy is there
             self._uid("COPY", uids, _quoted(folder))
-            self._uid("STORE", uids, "+FLAGS.SILENT", r"(\Seen \Deleted)")
+            self._uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")
             self.imap.expunge()
 
 

@@ -123,7 +123,9 @@ def cmd_suppressions(args: argparse.Namespace) -> None:
         for row in rows:
             until = f" until {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else ""
             lifted = f"  LIFTED {row.lifted_at:%Y-%m-%d %H:%M} by {row.lifted_by}: {row.lifted_why}" if row.lifted_at else ""
-            print(f"{row.email}  {row.reason} ({row.source}) since {row.created_at:%Y-%m-%d %H:%M} UTC{until}{lifted}")
+            scope = ", marketing only" if row.scope == "marketing" else ""
+            print(f"{row.email}  {row.reason} ({row.source}{scope}) since {row.created_at:%Y-%m-%d %H:%M} UTC"
+                  f"{until}{lifted}")
             if row.detail:
                 print(f"    {row.detail[:300]}")
             if row.report and args.reports:
@@ -187,12 +189,10 @@ def cmd_bounce(args: argparse.Namespace) -> None:
 
     from tasks.bounce_parse import parse
     from tutormax.settings import get_settings
-    from tutormax.verp import Verp
+    from tutormax.verp import verp_for
 
     settings = get_settings()
-    # BOUNCE_ADDRESS is being added to Settings as bounce_address; until it lands no VERP tag is read
-    bounce_address = getattr(settings, "bounce_address", "")
-    verp = Verp(bounce_address, settings.secret_bytes()) if bounce_address else None
+    verp = verp_for(settings.bounce_address, settings.secret_bytes())
     unreadable = 0
     for name in args.files:
         try:

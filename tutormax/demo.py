@@ -288,7 +288,7 @@ def _print_analytics(result: dict) -> None:
           f"clicks {pct(result['click_through_rate'])}, click-to-open {pct(result['click_to_open_rate'])}")
     print("    success metrics (value, target):")
     for name, metric in result["success"].items():
-        print(f"        {name:<40}{metric['value']:>10}  {metric['target']:<8}{metric['status']}")
+        print(f"        {name:<40}{metric['value']:>10}  {metric['target']:<21}{metric['status']}")
     for campaign, verdict in result["ab_tests"].items():
         print(f"    A/B {campaign}: {verdict['reason']}")
     print(f"    report: {result['report']} (CSV exports beside it)")

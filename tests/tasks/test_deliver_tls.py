@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 import socket
 import ssl
@@ -11,10 +9,6 @@ import ssl
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from db.models import EmailMessage
 from db.session import transaction
@@ -22,27 +16,6 @@ from tasks.deliver import SmtpConfigError, deliver_batch
 from tutormax.settings import get_settings
 
 PASSWORD = "s3cret-smtp-password"
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
-    return folder / "cert.pem", folder / "key.pem"
 
 
 class Recorder:
@@ -65,8 +38,8 @@ def _authenticator(recorder):
 
 # implicit TLS: aiosmtpd only knows STARTTLS sessions as encrypted, so it cannot require TLS for AUTH there
 @pytest.mark.parametrize("mode", ["starttls", "ssl"])
-def test_tls_and_auth(mode, certificate, enqueue, db_url, now, monkeypatch, caplog):
-    cert, key = certificate
+def test_tls_and_auth(mode, tls_certificate, enqueue, db_url, now, monkeypatch, caplog):
+    cert, key = tls_certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     recorder = Recorder()

@@ -114,12 +114,10 @@ def test_bounce_parse_prints_a_json_line_per_file_and_fails_at_the_end_for_an_un
     import json
     from pathlib import Path
 
-    from tutormax.settings import Settings, get_settings
+    from tutormax.settings import get_settings
 
     fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
     monkeypatch.setenv("BOUNCE_ADDRESS", "bounces@bounce.tutormax.example")
-    # bounce_address is being added to Settings in parallel; until it lands, a class attribute stands in
-    monkeypatch.setattr(Settings, "bounce_address", "bounces@bounce.tutormax.example", raising=False)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'absent' / 'tutormax.db'}")  # unusable if touched
     get_settings.cache_clear()
     request.addfinalizer(get_settings.cache_clear)
