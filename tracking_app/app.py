@@ -36,7 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the tracker; config overrides Settings fields by name (tests pass a database URL)."""
     from db import tracking
     from db.session import session_factory
-    from tracking_app import api, prefs, responses, track
+    from tracking_app import api, prefs, responses, track, webhooks
     from tracking_app.classify import parse_networks
     from tracking_app.group_commit import GroupCommit
     from tutormax.journal import Journal
@@ -60,7 +60,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         OPENS=GroupCommit(tracking.OpenRecorder(sessions.kw["bind"])),
         MAX_CONTENT_LENGTH=64 * 1024,  # forms here are small; anything bigger is not ours
     )
-    for blueprint in (track.bp, prefs.bp, responses.bp, api.bp):
+    for blueprint in (track.bp, prefs.bp, responses.bp, api.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = OpenPixel(app, app.wsgi_app)  # type: ignore[method-assign]
 

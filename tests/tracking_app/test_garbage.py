@@ -1,12 +1,15 @@
 """Bad input never gets a 5xx: random, truncated, oversized and non-UTF-8 tokens, garbage forms
-behind genuine tokens, garbage API paths and query strings, wrong methods, request bodies that cannot
-be read or parsed (over raw sockets to a real gunicorn); on both databases."""
+behind genuine tokens, garbage API paths and query strings, wrong methods, garbage posted to the
+provider webhooks, request bodies that cannot be read or parsed (over raw sockets to a real
+gunicorn); on both databases."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from datetime import datetime, timezone
+from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
@@ -14,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from db.models import EmailCampaign, EmailPreference, EmailTrackingEvent, Feedback, SurveyResponse
+from db.models import EmailCampaign, EmailPreference, EmailReport, EmailTrackingEvent, Feedback, SurveyResponse
 from db.session import transaction
 from tutormax.tokens import Purpose
 
@@ -33,6 +36,12 @@ forms = st.one_of(st.none(), st.dictionaries(st.one_of(text, st.sampled_from(
     ["rating", "comment", "engaged", "concern", "csrf", "scope", "List-Unsubscribe", "weekly_digests"])), text,
     max_size=5))
 GENERATED = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# every provider webhook switched on; no key here signs anything, so garbage meets every check
+WEBHOOKS = {"SES_SNS_CERTIFICATE": str(Path(__file__).resolve().parents[1] / "fixtures/webhooks/sns_certificate.pem"),
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2Qf1T2TftddMyqxpprcGssdJVn+ukPXQLK+gZr7qfv"
+                                           "d1YqoipCnZG8scyoIeNwyub5yRAspGyy8n0O8L6lDsnw==",
+            "POSTMARK_WEBHOOK_USER": "postmark", "POSTMARK_WEBHOOK_PASSWORD": "pm-password"}
+POSTMARK_AUTH = "Basic " + base64.b64encode(b"postmark:pm-password").decode()
 
 
 def _no_5xx(response, *what) -> None:
@@ -107,6 +116,37 @@ def test_api_garbage_bodies_are_400(client, db_url, payload, path):
         assert s.scalar(select(func.count()).select_from(EmailPreference)) == 0
 
 
+@pytest.fixture
+def webhooks(db_url, tmp_path, monkeypatch):
+    """A tracker with every provider webhook configured."""
+    from tracking_app.app import create_app
+
+    monkeypatch.setenv("TUTORMAX_VAR_DIR", str(tmp_path))
+    return create_app({"database_url": db_url, **{k.lower(): v for k, v in WEBHOOKS.items()}}).test_client()
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), text),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.one_of(text, st.sampled_from(
+                                                       ["Type", "Message", "Signature", "SignatureVersion", "event",
+                                                        "RecordType", "Email", "email", "TopicArn"])), inner,
+                                                       max_size=4)), max_leaves=10)
+
+
+@GENERATED
+@given(path=st.sampled_from(["/webhooks/ses", "/webhooks/sendgrid", "/webhooks/postmark", "/webhooks/", "/webhooks/x"]),
+       method=st.sampled_from(METHODS),
+       body=st.one_of(st.binary(max_size=300), text.map(str.encode), json_values.map(lambda v: json.dumps(v).encode())),
+       headers=st.dictionaries(st.sampled_from(["X-Twilio-Email-Event-Webhook-Signature",
+                                                "X-Twilio-Email-Event-Webhook-Timestamp", "Authorization",
+                                                "x-amz-sns-message-type", "Content-Type"]),
+                               st.one_of(st.just(POSTMARK_AUTH), st.text(st.characters(min_codepoint=32, max_codepoint=255),
+                                                                         max_size=80)), max_size=4))
+def test_webhook_garbage_is_never_a_5xx(webhooks, path, method, body, headers):
+    response = webhooks.open(path, method=method, data=body, headers=headers)
+    _no_5xx(response, path, method, body[:40])
+
+
 # chunked framing gunicorn refuses while the app reads the body: a size that is not hex, a negative
 # size, a control character in an extension, a NUL in a trailer, a chunk without its CRLF
 BAD_CHUNKS = [b"zz\r\n\r\n", b"-5\r\n", b"5;\x01ext\r\n", b"0\r\nX-Note: a\x00b\r\n\r\n", b"3\r\nabcXY"]
@@ -132,7 +172,7 @@ def _raw(base: str, method: str, path: str, headers: dict[str, str], body: bytes
 
 def _is_the_bad_request_page(path: str, response: tuple[int, str, bytes]) -> bool:
     status, content_type, content = response
-    if path.startswith("/api/"):
+    if path.startswith(("/api/", "/webhooks/")):
         return (status, content_type) == (400, "application/json") and json.loads(content) == {"error": "bad_request"}
     return status == 400 and content_type.startswith("text/html") and b"<h1>Bad request</h1>" in content
 
@@ -143,19 +183,21 @@ def test_a_body_that_cannot_be_read_or_parsed_is_400_on_every_route(db_url, remi
                 (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES, Purpose.FEEDBACK, Purpose.SURVEY, Purpose.CLICK)]
     requests += [("POST", f"/o/{token(Purpose.OPEN, mid)}.gif"),  # not the pixel's method: on to Flask
                  ("POST", "/api/email-analytics/preferences/lookup"), ("PUT", "/api/email-analytics/preferences"),
-                 ("POST", "/api/email-analytics/unsubscribe")]
+                 ("POST", "/api/email-analytics/unsubscribe"),
+                 ("POST", "/webhooks/ses"), ("POST", "/webhooks/sendgrid"), ("POST", "/webhooks/postmark")]
     wrong = {}
-    with serving(db_url, tmp_path) as base:
+    with serving(db_url, tmp_path, **WEBHOOKS) as base:
         for method, path in requests:
             sent = [({"Content-Type": kind, "Transfer-Encoding": "chunked"}, chunks)
                     for kind in BODY_TYPES for chunks in BAD_CHUNKS]
             sent.append(({"Content-Type": "application/json", "Content-Length": str(len(TOO_DEEP))}, TOO_DEEP))
             for headers, body in sent:
-                response = _raw(base, method, path, {**AUTH, **headers}, body)
+                auth = POSTMARK_AUTH if path == "/webhooks/postmark" else AUTH["Authorization"]
+                response = _raw(base, method, path, {"Authorization": auth, **headers}, body)
                 if not _is_the_bad_request_page(path, response):
-                    route = path if path.startswith("/api/") else path[:3]
+                    route = path if path.startswith(("/api/", "/webhooks/")) else path[:3]
                     wrong[method, route, headers["Content-Type"], body[:20]] = response[:2]
     assert wrong == {}, sorted(wrong.items())
     with transaction(db_url) as s:  # and nothing was acted on
         assert [s.scalar(select(func.count()).select_from(t))
-                for t in (EmailTrackingEvent, EmailPreference, Feedback, SurveyResponse)] == [0, 0, 0, 0]
+                for t in (EmailTrackingEvent, EmailPreference, Feedback, SurveyResponse, EmailReport)] == [0] * 5
