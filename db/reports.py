@@ -36,6 +36,7 @@ from db.events import (
 )
 from db.models import EmailMessage, EmailReport
 from db.session import is_postgres
+from tutormax.settings import Settings
 
 # what each kind of report line records on our message
 _EVENTS = {"hard": EventType.BOUNCED, "soft": EventType.BOUNCED, "complaint": EventType.COMPLAINED,
@@ -76,6 +77,12 @@ class Rules:
     soft_limit: int = 3
     soft_window: timedelta = timedelta(days=30)
     soft_suppress: timedelta = timedelta(days=30)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        """The rules as configured."""
+        return cls(soft_limit=settings.bounce_soft_limit, soft_window=timedelta(days=settings.bounce_soft_window_days),
+                   soft_suppress=timedelta(days=settings.bounce_soft_suppress_days))
 
 
 def _message(session: Session, report: Incoming) -> Row | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -17,15 +17,8 @@ from tasks.bounce_mailbox import MailboxError, open_mailbox
 from tasks.bounce_parse import ParsedReport, parse
 from tasks.retry import DATABASE_DOWN, retry_on
 from tutormax.logs import run_logger
-from tutormax.settings import Settings, get_settings
+from tutormax.settings import get_settings
 from tutormax.verp import verp_for
-
-
-def rules(settings: Settings) -> reports.Rules:
-    """The suppression rules' numbers from the settings."""
-    return reports.Rules(soft_limit=settings.bounce_soft_limit,
-                         soft_window=timedelta(days=settings.bounce_soft_window_days),
-                         soft_suppress=timedelta(days=settings.bounce_soft_suppress_days))
 
 
 def lines(parsed: ParsedReport, raw: bytes, received_at: datetime) -> list[reports.Incoming]:
@@ -55,7 +48,7 @@ def process_mailbox(now: datetime, dry_run: bool = False) -> dict[str, Any]:
     mailbox = open_mailbox(settings)
     if mailbox is None:
         return {"mailbox": None, "counts": {}}
-    verp, rule = verp_for(settings.bounce_address, settings.secret_bytes()), rules(settings)
+    verp, rule = verp_for(settings.bounce_address, settings.secret_bytes()), reports.Rules.of(settings)
     with mailbox:
         for page in mailbox.pages():
             parsed = [(fetched, parse(fetched.raw, verp, settings.from_domain)) for fetched in page]

@@ -6,7 +6,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, jsonify
@@ -21,7 +21,6 @@ from db import reports, tracking
 from db.events import SuppressionSource
 from db.models import EmailReport
 from tracking_app.recording import db, now
-from tutormax.settings import Settings
 
 # SendGrid posts its events in batches of up to 768 KB, and an SNS message may be 256 KB before
 # JSON escapes it again: the tracker's 64 KiB limit for forms would refuse them
@@ -31,13 +30,6 @@ MAX_BODY = 2 * 1024 * 1024
 # "<042." would not start with "42.", and db.reports would then believe the number unchecked
 _OUR_MESSAGE_ID = re.compile(r"<?([1-9][0-9]{0,18})\.[0-9a-f]{16}@[^<>@\s]+>?")
 _BIGINT = 2**63 - 1
-
-
-def rules(settings: Settings) -> reports.Rules:
-    """The suppression rules' numbers from settings."""
-    return reports.Rules(soft_limit=settings.bounce_soft_limit,
-                         soft_window=timedelta(days=settings.bounce_soft_window_days),
-                         soft_suppress=timedelta(days=settings.bounce_soft_suppress_days))
 
 
 def body_json() -> tuple[str, Any]:
@@ -116,7 +108,7 @@ def record(lines: Sequence[reports.Incoming], unsubscribes: Collection[reports.I
     later resubscribe) they are unsubscribed from everything, as by our own page."""
     session = db()
     at = now()
-    rules_ = rules(current_app.config["SETTINGS"])
+    rules_ = reports.Rules.of(current_app.config["SETTINGS"])
     done: Counter[str] = Counter(ignored=ignored) if ignored else Counter()
     for incoming in lines:
         counts = reports.apply(session, [incoming], rules_, at)
