@@ -345,11 +345,10 @@ def record(session: Session, outcomes: Sequence[Outcome]) -> None:
         _record_by_copy(session, outcomes)
     else:
         _record_by_executemany(session, outcomes)
-    for o in outcomes:
-        if o.suppress:
-            suppressions.suppress(session, o.suppress, reason=SuppressionReason.HARD_BOUNCE,
-                                  source=SuppressionSource.SMTP, detail=o.values["bounce_reason"], at=o.at,
-                                  message_id=o.message_id)
+    suppressions.suppress_many(session, [
+        suppressions.Suppression(email=o.suppress, reason=SuppressionReason.HARD_BOUNCE, source=SuppressionSource.SMTP,
+                                 detail=o.values["bounce_reason"], message_id=o.message_id)
+        for o in outcomes if o.suppress], outcomes[0].at)
 
 
 # every column an outcome may set (one it leaves out keeps its value), and the event each outcome

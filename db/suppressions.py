@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,32 +24,63 @@ def _in_force(now: datetime):
     return s.lifted_at.is_(None), or_(s.expires_at.is_(None), s.expires_at > now)
 
 
-def _set_flags(session: Session, address: str, at: datetime, **flags: object) -> None:
-    insert = (postgresql.insert if is_postgres(session) else sqlite.insert)(EmailPreference)
-    values = {**flags, "updated_at": at}
-    session.execute(insert.values(email=address, created_at=at, **values)
-                    .on_conflict_do_update(index_elements=["email"], set_=values))
+def _set_flags(session: Session, rows: list[dict[str, object]], at: datetime) -> None:
+    """Upsert the preferences flags of many addresses (rows of email plus flags, the same keys in each)."""
+    if not rows:
+        return
+    insert_ = (postgresql.insert if is_postgres(session) else sqlite.insert)(EmailPreference)
+    values = [{**row, "created_at": at, "updated_at": at} for row in rows]
+    flags = [key for key in values[0] if key not in ("email", "created_at")]
+    session.execute(insert_.on_conflict_do_update(index_elements=["email"],
+                                                  set_={key: getattr(insert_.excluded, key) for key in flags}), values)
 
 
-def suppress(session: Session, email: str, *, reason: SuppressionReason, source: SuppressionSource, at: datetime,
-             detail: str | None = None, report: str | None = None, message_id: int | None = None,
-             expires_at: datetime | None = None, scope: SuppressionScope = SuppressionScope.ALL) -> bool:
-    """Record a suppression and stop mail to the address (all of it, or its marketing).
+@dataclass(frozen=True)
+class Suppression:
+    """One suppression to record."""
 
-    False, and nothing recorded, when one for the same reason is in force already: a second report
-    of the same bounce is evidence of nothing new.
+    email: str
+    reason: SuppressionReason
+    source: SuppressionSource
+    detail: str | None = None
+    report: str | None = None
+    message_id: int | None = None
+    expires_at: datetime | None = None
+    scope: SuppressionScope = SuppressionScope.ALL
+
+
+def suppress_many(session: Session, wanted: Sequence[Suppression], at: datetime) -> int:
+    """Record suppressions and stop mail to their addresses; how many were new.
+
+    One for an address and reason already in force (or twice in `wanted`) is skipped: a second
+    report of the same bounce is evidence of nothing new.
     """
-    address = email.lower()
-    if has(session, address, reason, at):
-        return False
-    session.add(EmailSuppression(email=address, reason=reason, source=source, detail=detail, report=report,
-                                 message_id=message_id, created_at=at, expires_at=expires_at, scope=scope))
-    flags: dict[str, object] = {_FLAG[scope]: True}
-    if scope is SuppressionScope.ALL:
-        flags.update(suppression_reason=reason.value, suppressed_at=at)
-    _set_flags(session, address, at, **flags)
-    session.flush()
-    return True
+    fresh: dict[tuple[str, str], Suppression] = {}
+    for item in wanted:
+        fresh.setdefault((item.email.lower(), item.reason), item)
+    if not fresh:
+        return 0
+    s = EmailSuppression
+    held = set(session.execute(select(s.email, s.reason).where(
+        s.email.in_({email for email, _ in fresh}), *_in_force(at))).tuples())
+    new = [item for key, item in fresh.items() if key not in held]
+    if not new:
+        return 0
+    session.execute(insert(s), [{"email": i.email.lower(), "reason": i.reason, "source": i.source, "detail": i.detail,
+                                 "report": i.report, "message_id": i.message_id, "created_at": at,
+                                 "expires_at": i.expires_at, "scope": i.scope} for i in new])
+    everything = {i.email.lower(): {"email": i.email.lower(), "suppressed": True, "suppression_reason": i.reason.value,
+                                    "suppressed_at": at} for i in new if i.scope is SuppressionScope.ALL}
+    marketing = {i.email.lower(): {"email": i.email.lower(), "marketing_suppressed": True} for i in new
+                 if i.scope is SuppressionScope.MARKETING}
+    _set_flags(session, list(everything.values()), at)
+    _set_flags(session, list(marketing.values()), at)
+    return len(new)
+
+
+def suppress(session: Session, email: str, *, at: datetime, **fields: Any) -> bool:
+    """Record one suppression (Suppression's fields); False when one for the same reason is in force already."""
+    return suppress_many(session, [Suppression(email=email, **fields)], at) == 1
 
 
 def in_force(session: Session, now: datetime, reason: str | None = None,
@@ -62,19 +95,14 @@ def in_force(session: Session, now: datetime, reason: str | None = None,
     return session.scalars(query).all()
 
 
-def has(session: Session, email: str, reason: SuppressionReason, now: datetime) -> bool:
-    """Whether the address has a suppression in force for this reason."""
-    s = EmailSuppression
-    return session.scalar(select(func.count()).select_from(s).where(
-        s.email == email.lower(), s.reason == reason, *_in_force(now))) > 0
-
-
 def _refresh_flags(session: Session, address: str, at: datetime) -> None:
     """Set the preferences flags from the suppressions still in force (another may still stop the mail)."""
     s = EmailSuppression
     scopes = set(session.scalars(select(s.scope).where(s.email == address, *_in_force(at))))
-    _set_flags(session, address, at, **{flag: scope in scopes for scope, flag in _FLAG.items()},
-               **({} if SuppressionScope.ALL in scopes else {"suppression_reason": None, "suppressed_at": None}))
+    flags: dict[str, object] = {flag: scope in scopes for scope, flag in _FLAG.items()}
+    if SuppressionScope.ALL not in scopes:
+        flags.update(suppression_reason=None, suppressed_at=None)
+    _set_flags(session, [{"email": address, **flags}], at)
 
 
 def lift(session: Session, email: str, *, why: str, by: str, at: datetime) -> int:

@@ -57,16 +57,22 @@ def process_mailbox(now: datetime, dry_run: bool = False) -> dict[str, Any]:
                 counts.update(p.kind for _, p in parsed)
                 continue
             refused = []
+            page_lines = [(fetched, lines(report, fetched.raw, now)) for fetched, report in parsed]
             with transaction() as session:
-                for fetched, report in parsed:
-                    try:
-                        with session.begin_nested():  # one report the database refuses must not hold back the rest
-                            counts.update(reports.apply(session, lines(report, fetched.raw, now), rule, now))
-                    except (IntegrityError, DataError) as exc:
-                        counts["refused"] += 1
-                        refused.append(fetched)
-                        run_logger().error("bounce report %s refused by the database (%s); it stays unread",
-                                           fetched.key, type(exc).__name__)
+                try:
+                    with session.begin_nested():
+                        counts.update(reports.apply(session, [line for _, ls in page_lines for line in ls], rule, now))
+                except (IntegrityError, DataError):
+                    # one report the database refuses must not hold back the rest: one at a time, then
+                    for fetched, ls in page_lines:
+                        try:
+                            with session.begin_nested():
+                                counts.update(reports.apply(session, ls, rule, now))
+                        except (IntegrityError, DataError) as exc:
+                            counts["refused"] += 1
+                            refused.append(fetched)
+                            run_logger().error("bounce report %s refused by the database (%s); it stays unread",
+                                               fetched.key, type(exc).__name__)
             # marked read only once committed: a run that dies here reads the page again, and records nothing twice
             mailbox.done([fetched for fetched in page if fetched not in refused])
     run_logger().info("bounce mailbox: %s", dict(counts))

@@ -181,3 +181,31 @@ def test_a_refused_login_is_an_error_that_names_the_setting_and_no_secret(prefec
         process_mailbox.fn(now)
     assert str(refused.value).startswith("the bounce mailbox 127.0.0.1 refused us:")
     assert "wrong-secret-password" not in str(refused.value)
+
+
+def test_a_report_the_database_refuses_stays_unread_and_the_rest_go_in(prefect_harness, delivered, db_url, now,
+                                                                       tmp_path, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from db import reports as db_reports
+
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    for report in _reports(delivered):
+        box.add(report)
+    monkeypatch.setenv("BOUNCE_MAILDIR", str(tmp_path / "bounces"))
+    get_settings.cache_clear()
+    real = db_reports.apply
+
+    def refusing(session, lines, rules, now):  # the database refuses anything about the complaint
+        if any(line.kind == "complaint" for line in lines):
+            raise IntegrityError("INSERT ...", {}, Exception("refused"))
+        return real(session, lines, rules, now)
+
+    monkeypatch.setattr(db_reports, "apply", refusing)
+    result = process_bounces(now=now)
+    assert (result["reports"], result["refused"], result["hard"], result["complaint"]) == (4, 1, 1, 0)
+    assert len(os.listdir(tmp_path / "bounces" / "new")) == 1  # the complaint, unread, for the next run
+    monkeypatch.setattr(db_reports, "apply", real)
+    again = process_bounces(now=now)
+    assert (again["reports"], again["complaint"], again["suppressed"]) == (1, 1, 1)
+    assert _state(db_url) == EXPECTED
