@@ -197,8 +197,9 @@ def test_the_page_shows_every_rate_as_a_percentage_under_readable_headers(fixtur
     for table in tables.values():
         for row in table[1:]:
             for header, cell in zip(table[0], row):
-                if header in rates:  # a percentage, or a dash where there is nothing to divide by
-                    assert re.fullmatch(r"\d{1,3}\.\d%|—", cell), (header, cell)
+                if header in rates:  # a percentage (complaints to the hundredth), or a dash: nothing to divide by
+                    places = 2 if header == "Complaint rate" else 1
+                    assert re.fullmatch(rf"\d{{1,3}}\.\d{{{places}}}%|—", cell), (header, cell)
     by_template = tables["By template type"]
     digest = dict(zip(by_template[0], next(row for row in by_template[1:] if row[0] == "weekly_digest")))
     assert digest["Delivery rate"] == "—"  # skipped only: no attempt to divide by
@@ -290,8 +291,8 @@ def test_bounces_split_hard_and_soft_with_their_reasons_and_domains(bounces_and_
     domains = [dict(zip(tables["Bounces and complaints by recipient domain"][0], row))
                for row in tables["Bounces and complaints by recipient domain"][1:]]
     assert [(d["Recipient domain"], d["Sent (attempted)"], d["Delivered"], d["Hard bounces"], d["Soft bounces"],
-             d["Complaint rate"]) for d in domains] == [("example.com", "402", "400", "0.0%", "0.0%", "0.2%"),
-                                                        ("far.example", "4", "1", "50.0%", "25.0%", "100.0%")]
+             d["Complaint rate"]) for d in domains] == [("example.com", "402", "400", "0.0%", "0.0%", "0.25%"),
+                                                        ("far.example", "4", "1", "50.0%", "25.0%", "100.00%")]
 
 
 def test_the_complaint_rate_is_held_to_the_0_1_and_0_3_percent_lines(bounces_and_complaints, tmp_path):
@@ -300,7 +301,7 @@ def test_the_complaint_rate_is_held_to_the_0_1_and_0_3_percent_lines(bounces_and
     # 2 complaints of 401 delivered: 0.50%, over both lines
     assert (success.loc["Spam complaint rate", "shown"], success.loc["Spam complaint rate", "target"],
             success.loc["Spam complaint rate", "status"]) == ("0.50%", "< 0.1% (never 0.3%)", "fail")
-    assert '<div class=bad><b>0.5%</b><span>Complaint rate</span></div>' in page
+    assert '<div class=bad><b>0.50%</b><span>Complaint rate</span></div>' in page
     # example.com at 0.25% is over 0.1% (yellow); far.example at 100% is over 0.3% (red)
     assert re.search(r'<tr class=warn><td>example\.com</td>', page) and re.search(r'<tr class=bad><td>far\.example', page)
     assert complaint_mark(0.001) == "" and complaint_mark(0.0011) == "warn" and complaint_mark(0.003) == "bad"
