@@ -19,6 +19,11 @@ def by_id(session: Session, campaign_id: str) -> EmailCampaign | None:
     return session.get(EmailCampaign, campaign_id)
 
 
+def content(session: Session, campaign_id: str) -> dict[str, dict[str, str]]:
+    """A campaign's words per variant: {"a": {"subject", "preheader", "body_markdown"}, "b": ...}; {} if none."""
+    return session.scalar(select(EmailCampaign.content).where(EmailCampaign.campaign_id == campaign_id)) or {}
+
+
 def messages_page(session: Session, campaign_id: str, after: int, limit: int) -> Sequence[Row]:
     """A page of a campaign's messages in id order, after the message id `after`."""
     m = EmailMessage

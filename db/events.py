@@ -34,6 +34,7 @@ class MessageStatus(StrEnum):
     SENT = "sent"          # 2xx from the SMTP server
     FAILED = "failed"      # 5xx, invalid address, or out of retries
     SKIPPED = "skipped"    # never sent on purpose (preference, suppression, COPPA); skip_reason says why
+    HELD = "held"          # its campaign is paused: out of the queue until it resumes
 
 
 class SessionStatus(StrEnum):
@@ -76,6 +77,7 @@ class SkipReason(StrEnum):
     UNDER_13_NO_PARENT_CONSENT = "under_13_no_parent_consent"
     NO_ADDRESS = "no_address"
     FEEDBACK_GIVEN = "feedback_given"  # found at send time: the session got its feedback meanwhile
+    CAMPAIGN_CANCELLED = "campaign_cancelled"  # its campaign was cancelled before it left
 
 
 class BounceType(StrEnum):
@@ -123,3 +125,22 @@ class Priority(StrEnum):
 
 
 PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.MEDIUM: 2, Priority.LOW: 3}
+
+
+class CampaignType(StrEnum):
+    """email_campaigns.campaign_type."""
+
+    ANNOUNCEMENT = "announcement"    # an operator's Markdown to a segment, scheduled (db.segments)
+    AUTOMATION_AB = "automation_ab"  # an A/B test of an automation's template versions, while it is active
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign is in its life (email_campaigns.status); db.campaigns.TRANSITIONS says what may follow what."""
+
+    DRAFT = "draft"          # being written: nothing planned
+    SCHEDULED = "scheduled"  # waits for scheduled_at
+    SENDING = "sending"      # planned into the queue (or planning), going out under the send-rate limit
+    PAUSED = "paused"        # its unsent messages are held; resume continues where it stopped
+    COMPLETED = "completed"  # every message final: sent, failed or skipped
+    CANCELLED = "cancelled"  # its unsent messages skipped (campaign_cancelled)
+    ACTIVE = "active"        # an automation's A/B test that is running

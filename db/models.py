@@ -118,31 +118,74 @@ class RescheduleEvent(Base):
 
 
 class EmailCampaign(Base):
+    """A campaign: an announcement to a segment, or an A/B test on an automation's template.
+
+    Its counts are not stored: db.campaigns.counts reads them from its messages, so they cannot drift.
+    """
+
     __tablename__ = "email_campaigns"
 
     campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     campaign_name: Mapped[str] = mapped_column(String(200))
-    campaign_type: Mapped[str] = mapped_column(String(50))
+    campaign_type: Mapped[str] = mapped_column(String(50))  # db.events.CampaignType
     template_type: Mapped[str] = mapped_column(String(50))
     template_version: Mapped[str] = mapped_column(String(20), default="v1")
     ab_test_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     ab_variant_a_weight: Mapped[float] = mapped_column(default=0.5)
     ab_variant_b_weight: Mapped[float] = mapped_column(default=0.5)
-    status: Mapped[str] = mapped_column(String(20), default="draft")
+    status: Mapped[str] = mapped_column(String(20), default="draft")  # db.events.CampaignStatus
     scheduled_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
-    total_recipients: Mapped[int] = mapped_column(default=0)
-    emails_sent: Mapped[int] = mapped_column(default=0)
-    emails_delivered: Mapped[int] = mapped_column(default=0)
-    emails_opened: Mapped[int] = mapped_column(default=0)
-    emails_clicked: Mapped[int] = mapped_column(default=0)
-    emails_bounced: Mapped[int] = mapped_column(default=0)
-    emails_failed: Mapped[int] = mapped_column(default=0)
-    unsubscribes: Mapped[int] = mapped_column(default=0)
+    # who gets it: a named segment (db.segments) and its argument (a subject, a grade), if it takes one
+    segment: Mapped[str | None] = mapped_column(String(40))
+    segment_value: Mapped[str | None] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(40), default="marketing_emails", server_default=text("'marketing_emails'"))
+    priority: Mapped[int] = mapped_column(SmallInteger, default=3, server_default=text("3"))  # PRIORITY_RANK: low
+    # what it says, per variant: {"a": {"subject", "preheader", "body_markdown"}, "b": {...}}
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A/B on an announcement: the share of the audience that tests, how long to wait, on what, and else what
+    ab_test_fraction: Mapped[float | None]
+    winner_after_seconds: Mapped[int | None]
+    winner_metric: Mapped[str | None] = mapped_column(String(20))
+    winner_fallback: Mapped[str | None] = mapped_column(String(10))
+    ab_winner: Mapped[str | None] = mapped_column(String(10))
+    ab_verdict: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    test_finished_at: Mapped[datetime | None]  # every test message final: the wait for a winner starts
+    # how far planning got: the phase, the segment part and the last key planned (db.campaigns.plan_page)
+    plan_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    planned_at: Mapped[datetime | None]  # every recipient is in the outbox
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    guard_override: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmailCampaignTransition(Base):
+    """One change of a campaign's status: from what, to what, who made it, when and why."""
+
+    __tablename__ = "email_campaign_transitions"
+    __table_args__ = (Index("ix_campaign_transitions_campaign", "campaign_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("email_campaigns.campaign_id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(20))  # None: created
+    to_status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EmailCampaignMember(Base):
+    """A user named by a campaign's list (the csv segment): a tutor, student, parent (by student) or manager."""
+
+    __tablename__ = "email_campaign_members"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("email_campaigns.campaign_id", ondelete="CASCADE"),
+                                             primary_key=True)
+    recipient_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 _UNFINISHED = text("status IN ('queued', 'deferred', 'sending')")
@@ -156,8 +199,10 @@ class EmailMessage(Base):
         # db.outbox.claim walks this in claim order; sent, failed and skipped messages leave it
         Index("ix_email_messages_due", "priority", "message_id", postgresql_where=_UNFINISHED, sqlite_where=_UNFINISHED),
         Index("ix_email_messages_recipient", "recipient_email"),
-        # most messages belong to no campaign: only those that do are indexed
-        Index("ix_email_messages_campaign", "campaign_id", postgresql_where=_IN_CAMPAIGN, sqlite_where=_IN_CAMPAIGN),
+        # most messages belong to no campaign: only those that do are indexed; in id order, the order
+        # they are sent in, so a campaign's first deliveries (the reputation guard's) are a short range
+        Index("ix_email_messages_campaign", "campaign_id", "message_id", postgresql_where=_IN_CAMPAIGN,
+              sqlite_where=_IN_CAMPAIGN),
         Index("ix_email_messages_template_created", "template_type", "created_at"),
         Index("ix_email_messages_created", "created_at"),  # analytics date ranges
     )
