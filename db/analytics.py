@@ -35,21 +35,24 @@ def _day(column, session: Session, tz: ZoneInfo | None):
     return cast(func.timezone(zone, func.timezone("UTC", column)), Date)
 
 
-def _human_engagement(start: datetime, end: datetime):
-    """Per message: did a person (not a machine) open it, or click (a click implies an open), and when first?"""
+def human_engagement(start: datetime, *, campaign_id: str | None = None):
+    """Per message: did a person (not a machine) open it, or click (a click implies an open), and when first?
+
+    Of every message with events since start, or of one campaign's messages.
+    """
     e = EmailTrackingEvent
     human = e.is_machine.is_(False)
     opened = and_(human, e.event_type.in_([EventType.OPENED, EventType.CLICKED]))
-    return (
-        select(e.message_id,
-               func.max(case((opened, 1), else_=0)).label("human_opened"),
-               func.min(case((opened, e.event_time))).label("human_opened_at"),
-               func.max(case((and_(human, e.event_type == EventType.CLICKED), 1), else_=0)).label("human_clicked"),
-               func.max(case((e.event_type == EventType.COMPLAINED, 1), else_=0)).label("complained"))
-        .where(e.event_time >= start)  # events come after their message; no upper bound: late opens count
-        .group_by(e.message_id)
-        .subquery()
-    )
+    query = select(e.message_id,
+                   func.max(case((opened, 1), else_=0)).label("human_opened"),
+                   func.min(case((opened, e.event_time))).label("human_opened_at"),
+                   func.max(case((and_(human, e.event_type == EventType.CLICKED), 1), else_=0)).label("human_clicked"),
+                   func.max(case((e.event_type == EventType.COMPLAINED, 1), else_=0)).label("complained"))
+    if campaign_id is not None:
+        query = query.join(EmailMessage, EmailMessage.message_id == e.message_id).where(
+            EmailMessage.campaign_id == campaign_id)
+    # events come after their message; no upper bound: late opens count
+    return query.where(e.event_time >= start).group_by(e.message_id).subquery()
 
 
 def message_counts(session: Session, start: datetime, end: datetime, *, campaign_id: str | None = None,
@@ -59,7 +62,7 @@ def message_counts(session: Session, start: datetime, end: datetime, *, campaign
     m = EmailMessage
     filters = [column == value for column, value in ((m.campaign_id, campaign_id), (m.template_type, template_type))
                if value is not None]
-    h = _human_engagement(start, end)
+    h = human_engagement(start)
     day = _day(func.coalesce(m.sent_at, m.created_at), session, tz)
     query = (
         select(m.template_type, m.template_version, func.coalesce(m.ab_variant, literal("a")).label("ab_variant"),
@@ -109,7 +112,7 @@ def bounce_reasons(session: Session, start: datetime, end: datetime) -> pd.DataF
 def by_domain(session: Session, start: datetime, end: datetime) -> pd.DataFrame:
     """Delivery, bounces and complaints per recipient domain, for messages created in [start, end)."""
     m = EmailMessage
-    h = _human_engagement(start, end)
+    h = human_engagement(start)
     domain = (func.split_part(m.recipient_email, "@", 2) if session.get_bind().dialect.name == "postgresql"
               else func.substr(m.recipient_email, func.instr(m.recipient_email, "@") + 1))
     domain = func.lower(domain)
@@ -127,7 +130,7 @@ def time_to_open(session: Session, start: datetime, end: datetime) -> pd.DataFra
     Machine opens are left out: Apple Mail Privacy Protection fetches the pixel seconds after delivery,
     which would fill "under 1 hour" with opens no one made.
     """
-    m, h = EmailMessage, _human_engagement(start, end)
+    m, h = EmailMessage, human_engagement(start)
     seconds = (func.extract("epoch", h.c.human_opened_at) - func.extract("epoch", m.sent_at)
                if session.get_bind().dialect.name == "postgresql"
                else (func.julianday(h.c.human_opened_at) - func.julianday(m.sent_at)) * 86400)

@@ -7,13 +7,21 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db import suppressions
-from db.events import BounceType, EventType, MessageStatus, SuppressionReason, SuppressionSource, WorkflowStatus
-from db.models import EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback
+from db.events import (
+    BounceType,
+    CampaignStatus,
+    EventType,
+    MessageStatus,
+    SuppressionReason,
+    SuppressionSource,
+    WorkflowStatus,
+)
+from db.models import EmailCampaign, EmailMessage, EmailTrackingEvent, EmailWorkflowState, Feedback
 from db.copy import copy_into_temp
 from db.session import is_postgres
 from db.types import UTCDateTime
@@ -26,10 +34,10 @@ FIRST_RETRY_DELAY = timedelta(seconds=60)
 class PlannedMessage:
     """One email for one reason, before it exists in the database."""
 
-    workflow_type: str
-    entity_type: str
-    entity_id: int
-    step: str
+    workflow_type: str | None  # None, with a key of its own: no workflow state (a campaign's message)
+    entity_type: str | None
+    entity_id: int | None
+    step: str | None
     template_type: str
     category: str
     recipient_type: str
@@ -42,10 +50,11 @@ class PlannedMessage:
     priority: int = 2
     skip_reason: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None  # a key of its own (a campaign's, per recipient) instead of the workflow's
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.workflow_type}:{self.entity_type}:{self.entity_id}:{self.step}"
+        return self.key or f"{self.workflow_type}:{self.entity_type}:{self.entity_id}:{self.step}"
 
 
 @dataclass
@@ -105,6 +114,8 @@ def plan(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> 
             counts.skipped += 1
         else:
             counts.queued += 1
+        if p.workflow_type is None:
+            continue
         states.append({**_values(p, _STATE_FIELDS), "status": _state_status(p), "trigger_at": now,
                        "triggered_at": now, "message_id": message_id,
                        "context_data": {"skip_reason": p.skip_reason} if p.skip_reason else {},
@@ -152,6 +163,7 @@ WITH inserted AS (
     -- a reason planned twice in one batch: the state comes from the copy that was inserted (the first)
     JOIN (SELECT DISTINCT ON (idempotency_key) * FROM planned_outbox ORDER BY idempotency_key, ord) p
         USING (idempotency_key)
+    WHERE p.workflow_type IS NOT NULL  -- a message with a key of its own has no workflow state
     ON CONFLICT (workflow_type, entity_type, entity_id, step) DO NOTHING
 )
 SELECT count(*) FILTER (WHERE skip_reason IS NULL), count(*) FILTER (WHERE skip_reason IS NOT NULL) FROM inserted
@@ -171,10 +183,16 @@ def _plan_by_copy(session: Session, planned: Sequence[PlannedMessage], now: date
 
 
 def _due(now: datetime, expired_before: datetime):
+    m, c = EmailMessage, EmailCampaign
+    # a paused or cancelled campaign's messages were held or skipped with it, but for a claim a dead
+    # worker left behind: that one stays where it is rather than leave after the campaign stopped
+    stopped = exists().where(c.campaign_id == m.campaign_id,
+                             c.status.in_([CampaignStatus.PAUSED, CampaignStatus.CANCELLED]))
     return or_(
-        EmailMessage.status == MessageStatus.QUEUED,
-        and_(EmailMessage.status == MessageStatus.DEFERRED, EmailMessage.next_attempt_at <= now),
-        and_(EmailMessage.status == MessageStatus.SENDING, EmailMessage.claimed_at < expired_before),
+        m.status == MessageStatus.QUEUED,
+        and_(m.status == MessageStatus.DEFERRED, m.next_attempt_at <= now),
+        and_(m.status == MessageStatus.SENDING, m.claimed_at < expired_before,
+             or_(m.campaign_id.is_(None), ~stopped)),
     )
 
 

@@ -87,3 +87,8 @@ TUTOR = Audience("tutor", lambda row, today: Recipient(row.tutor_email, row.tuto
                  frozenset({"tutor_email"}))
 MANAGER = Audience("manager", lambda row, today: Recipient(row.manager_email, row.manager_name, "manager",
                                                            id=row.manager_id), frozenset({"manager_email"}))
+# a row for parents has student_id (whose parent), parent_name and parent_email
+PARENT = Audience("parent", lambda row, today: Recipient(
+    row.parent_email, row.parent_name, "parent", None if row.parent_email else SkipReason.NO_ADDRESS, row.student_id),
+    frozenset({"parent_email"}))
+AUDIENCES = {a.name: a for a in (STUDENT, TUTOR, MANAGER, PARENT)}

@@ -295,7 +295,7 @@ class Platform:
         return sid
 
     def session(self, tutor_id: int, student_id: int, *, ended_ago: timedelta, status: str = "completed",
-                number: int = 1) -> int:
+                number: int = 1, subject: str = "Algebra") -> int:
         from db.models import TutoringSession
         from db.session import transaction
 
@@ -303,7 +303,7 @@ class Platform:
         sid = self._id()
         with transaction(self.url) as s:
             s.add(TutoringSession(
-                id=sid, tutor_id=tutor_id, student_id=student_id, session_number=number, subject="Algebra",
+                id=sid, tutor_id=tutor_id, student_id=student_id, session_number=number, subject=subject,
                 scheduled_start=ended - timedelta(hours=1),
                 started_at=ended - timedelta(hours=1) if status == "completed" else None,
                 ended_at=ended if status == "completed" else None, status=status))

@@ -73,6 +73,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     from flows.registry import load_all_flows
 
     flow = load_all_flows()[args.flow]
+    if "now" not in inspect.signature(flow.fn).parameters:
+        sys.exit(f"{args.flow} is an operator's form, not a run on a clock: use `tutormax campaign ...`")
     kwargs = {"now": _now(args.now)}
     if args.dry_run:
         if "dry_run" not in inspect.signature(flow.fn).parameters:
@@ -249,6 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     from db.events import SuppressionReason
     from flows.registry import deployment_specs
+    from tutormax.campaign_cli import add_parser as add_campaign_parser
 
     parser = argparse.ArgumentParser(prog="tutormax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -319,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     q = actions.add_parser("parse", help="read report files (one email each): a JSON line per file, no database")
     q.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_bounce)
+
+    add_campaign_parser(sub)
 
     p = sub.add_parser("preview", help="render templates with sample data to var/previews/")
     p.add_argument("type", nargs="?", help="template type (default: all)")

@@ -1,0 +1,184 @@
+"""Planning a campaign: its segment, page by page, into the outbox once per recipient; an A/B test in two phases.
+
+Every recipient is keyed by campaign and address (a parent with two children, or a tutor who is
+also a parent, gets one message), so a rerun, an overlapping run or a crash halfway adds nobody
+twice; each page commits with the campaign's cursor under the campaign's row lock, so a run picks
+up after the last page any run planned, and misses nobody. An A/B test's audience is split by a
+keyed hash into the test portion, planned first and split between the variants by their weights,
+and the rest, planned with the winner once there is one (tasks.campaign_winner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
+
+from db import campaigns, outbox, queries, segments
+from db.events import CampaignStatus, Category
+from db.models import EmailCampaign
+from db.session import transaction
+from tasks.abtest import assign_variant
+from tasks.plan import DB_RETRIES, local_day
+from tasks.recipients import AUDIENCES, preference_skip
+from tutormax.logs import run_logger
+from tutormax.settings import get_settings
+
+PAGE = 5000
+TEST, REST, ALL, DONE = "test", "rest", "all", "done"
+
+
+def first_phase(campaign: EmailCampaign) -> str:
+    return TEST if campaign.ab_test_enabled else ALL
+
+
+def _recipient_key(email: str | None, recipient_type: str, recipient_id: int | None) -> str:
+    return email.lower() if email else f"{recipient_type}:{recipient_id}"
+
+
+def portion(campaign: EmailCampaign, who: str, secret: bytes) -> str:
+    """TEST or REST for an A/B campaign's recipient (a keyed hash: the same every run), ALL without a test."""
+    if not campaign.ab_test_enabled:
+        return ALL
+    fraction = campaign.ab_test_fraction or 0.0
+    return assign_variant(who, f"{campaign.campaign_id}.portion", {TEST: fraction, REST: 1 - fraction}, secret)
+
+
+def variant_for(campaign: EmailCampaign, who: str, phase: str, secret: bytes) -> str:
+    """What this recipient is sent: a or b by the weights in the test, the winner after it, a without a test."""
+    if phase == TEST:
+        weights = {"a": campaign.ab_variant_a_weight, "b": campaign.ab_variant_b_weight}
+        return assign_variant(who, campaign.campaign_id, weights, secret)
+    if phase == REST:
+        if not campaign.ab_winner:
+            raise ValueError(f"campaign {campaign.campaign_id}: the rest is planned only once there is a winner")
+        return campaign.ab_winner
+    return "a"
+
+
+def page_messages(session: Session, campaign: EmailCampaign, part: segments.Part, rows, phase: str | None,
+                  now: datetime, secret: bytes) -> list[tuple[str, outbox.PlannedMessage]]:
+    """A page of the segment's rows as (portion, message) for this phase (every portion's when phase is None)."""
+    audience = AUDIENCES[part.audience]
+    today = local_day(now)
+    recipients = [audience.resolve(row, today) for row in rows]
+    prefs = queries.preferences_for(session, [r.email for r in recipients if r.email])
+    category = Category(campaign.category)
+    found = []
+    for recipient in recipients:
+        who = _recipient_key(recipient.email, recipient.type, recipient.id)
+        share = portion(campaign, who, secret)
+        if phase is not None and share != phase:
+            continue
+        variant = variant_for(campaign, who, share, secret) if share != REST or campaign.ab_winner else None
+        skip = recipient.skip_reason or preference_skip(prefs.get(recipient.email.lower()) if recipient.email else None,
+                                                        category)
+        found.append((share, outbox.PlannedMessage(
+            workflow_type=None, entity_type=None, entity_id=None, step=None,
+            key=f"campaign:{campaign.campaign_id}:{hashlib.sha256(who.encode()).hexdigest()[:24]}",
+            template_type=campaign.template_type, template_version=campaign.template_version,
+            category=campaign.category, recipient_type=recipient.type, recipient_email=recipient.email,
+            recipient_name=recipient.name, recipient_id=recipient.id, campaign_id=campaign.campaign_id,
+            ab_variant=variant if share == TEST else None, priority=campaign.priority, skip_reason=skip,
+            metadata={"campaign_id": campaign.campaign_id, "variant": variant})))
+    return found
+
+
+@dataclass
+class Planned:
+    """What planning one campaign did this run."""
+
+    campaign_id: str
+    pages: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    stopped: str | None = None  # why it stopped before the end: paused, cancelled, waiting for a winner
+
+
+def _scope(campaign: EmailCampaign, now: datetime) -> segments.Scope:
+    return segments.Scope(campaign.campaign_id, campaign.segment_value, now)
+
+
+def plan_next_page(campaign_id: str, now: datetime, page_size: int, result: Planned) -> bool:
+    """Plan the campaign's next page under its row lock; False once there is nothing more to do now."""
+    secret = get_settings().secret_bytes()
+    with transaction() as session:
+        campaign = campaigns.locked(session, campaign_id)
+        if campaign.status != CampaignStatus.SENDING:
+            result.stopped = campaign.status
+            return False
+        state = dict(campaign.plan_state or {}) or {"phase": first_phase(campaign), "part": 0, "after": 0}
+        if state["phase"] == DONE:
+            return False
+        if state["phase"] == REST and not campaign.ab_winner:
+            result.stopped = "waiting for the A/B winner"
+            campaign.plan_state = state
+            return False
+        parts = segments.get(campaign.segment).parts
+        part = parts[state["part"]]
+        rows = part.query(session, _scope(campaign, now), state["after"], page_size)
+        if rows:
+            planned = [message for _, message in page_messages(session, campaign, part, rows, state["phase"], now,
+                                                               secret)]
+            counts = outbox.plan(session, planned, now)
+            result.counts.update({"queued": counts.queued, "skipped": counts.skipped,
+                                  "already_planned": counts.already_planned})
+            result.pages += 1
+            state["after"] = rows[-1].key
+        if len(rows) < page_size:  # this part is through: the next part, phase, or the end
+            state.update(part=state["part"] + 1, after=0)
+            if state["part"] == len(parts):
+                state.update(phase=REST if state["phase"] == TEST else DONE, part=0)
+                if state["phase"] == DONE:
+                    campaign.planned_at = now
+        campaign.plan_state = state
+        return True
+
+
+@task(name="plan-campaign", cache_policy=NO_CACHE, **DB_RETRIES)
+def plan_campaign(campaign_id: str, now: datetime, page_size: int = PAGE) -> dict[str, Any]:
+    """Plan a sending campaign's audience into the outbox, page by page, as far as it can go now."""
+    result = Planned(campaign_id)
+    while plan_next_page(campaign_id, now, page_size, result):
+        pass
+    run_logger().info("campaign %s: planned %d page(s) %s%s", campaign_id, result.pages, dict(result.counts),
+                      f"; stopped: {result.stopped}" if result.stopped else "")
+    return {"campaign_id": campaign_id, "pages": result.pages, **result.counts, "stopped": result.stopped}
+
+
+def preview(campaign_id: str, now: datetime, page_size: int = PAGE) -> dict[str, Any]:
+    """Who would get it now, without writing: recipients, how many it goes to, and who is excluded and why."""
+    secret = get_settings().secret_bytes()
+    seen: set[int] = set()
+    excluded: Counter[str] = Counter()
+    shares: Counter[str] = Counter()
+    total = duplicates = 0
+    with transaction() as session:
+        campaign = campaigns.locked(session, campaign_id)
+        scope = _scope(campaign, now)
+        for part in segments.get(campaign.segment).parts:
+            after = 0
+            while rows := part.query(session, scope, after, page_size):
+                after = rows[-1].key
+                for share, message in page_messages(session, campaign, part, rows, None, now, secret):
+                    total += 1
+                    # a 64-bit digest per recipient: a million of them is tens of megabytes, not the addresses
+                    digest = int.from_bytes(hashlib.blake2b(message.idempotency_key.encode(), digest_size=8).digest())
+                    if digest in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(digest)
+                    if message.skip_reason:
+                        excluded[message.skip_reason] += 1
+                    else:
+                        shares[share] += 1
+        unknown = segments.unknown_members(session, campaign_id) if campaign.segment == "csv" else {}
+        segment, value = campaign.segment, campaign.segment_value
+        session.rollback()
+    return {"campaign_id": campaign_id, "segment": segment, "segment_value": value, "found": total, "same_address_twice": duplicates, "recipients": sum(shares.values()),
+            "excluded": dict(excluded.most_common()), "portions": dict(shares), "unknown_ids": unknown}
