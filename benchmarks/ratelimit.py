@@ -208,6 +208,9 @@ def main() -> None:
     emit("acquires", len(waits), "acquires")
     emit("acquire_wait_ms_p50", round(statistics.median(waits) * 1000, 1), "ms")
     emit("acquire_wait_ms_p99", round(percentile(waits, 0.99) * 1000, 1), "ms")
+    emit("acquire_wait_ms_max", round(max(waits) * 1000, 1), "ms")
+    # a chunk claimed before its slots are granted: a critical message in it waits at least this long
+    emit("acquires_over_5s", sum(1 for w in waits if w > 5), "acquires", target_s=5)
 
 
 if __name__ == "__main__":
