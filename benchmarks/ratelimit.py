@@ -167,6 +167,7 @@ def main() -> None:
             if proc.returncode != 0:
                 sys.exit(f"a runner failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}")
         ran = [json.loads(path.read_text()) for path in stats]
+        received = arrivals(kept)  # both runners have ended: every message accepted is on file
     finally:
         for proc in runners:
             if proc.poll() is None:
@@ -176,9 +177,8 @@ def main() -> None:
             sink.wait()
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(kept, ignore_errors=True)
 
-    received = arrivals(kept)
-    shutil.rmtree(kept, ignore_errors=True)
     times = [t for t, _ in received]
     critical = [t for t, to in received if to == CRITICAL_TO]
     if len(critical) != 1:
