@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo ui test serve sink tracker bench-delivery bench-tracker bench-analytics smtp-sink clean
+.PHONY: install demo ui test serve sink tracker bench-delivery bench-tracker bench-analytics bench-ratelimit smtp-sink clean
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ bench-tracker: $(STAMP)
 
 bench-analytics: $(STAMP)
 	$(PY) benchmarks/analytics.py
+
+# two deliver-outbox processes under a 3,000/min send-rate limit (about 2.5 minutes)
+bench-ratelimit: $(STAMP) smtp-sink
+	$(PY) benchmarks/ratelimit.py
 
 clean:
 	rm -rf var reports
