@@ -5,6 +5,7 @@ Both the report and the JSON API read their counts from here, so they agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -35,10 +36,10 @@ def _day(column, session: Session, tz: ZoneInfo | None):
     return cast(func.timezone(zone, func.timezone("UTC", column)), Date)
 
 
-def human_engagement(start: datetime, *, campaign_id: str | None = None):
+def human_engagement(start: datetime | None, *, campaign_ids: Sequence[str] | None = None):
     """Per message: did a person (not a machine) open it, or click (a click implies an open), and when first?
 
-    Of every message with events since start, or of one campaign's messages.
+    Of every message with events since start, and of these campaigns' messages only if given.
     """
     e = EmailTrackingEvent
     human = e.is_machine.is_(False)
@@ -48,11 +49,12 @@ def human_engagement(start: datetime, *, campaign_id: str | None = None):
                    func.min(case((opened, e.event_time))).label("human_opened_at"),
                    func.max(case((and_(human, e.event_type == EventType.CLICKED), 1), else_=0)).label("human_clicked"),
                    func.max(case((e.event_type == EventType.COMPLAINED, 1), else_=0)).label("complained"))
-    if campaign_id is not None:
+    if campaign_ids is not None:
         query = query.join(EmailMessage, EmailMessage.message_id == e.message_id).where(
-            EmailMessage.campaign_id == campaign_id)
-    # events come after their message; no upper bound: late opens count
-    return query.where(e.event_time >= start).group_by(e.message_id).subquery()
+            EmailMessage.campaign_id.in_(campaign_ids))
+    if start is not None:  # events come after their message; no upper bound: late opens count
+        query = query.where(e.event_time >= start)
+    return query.group_by(e.message_id).subquery()
 
 
 def message_counts(session: Session, start: datetime, end: datetime, *, campaign_id: str | None = None,

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.events import MessageStatus
-from db.models import EmailMessage
+from db.events import CampaignStatus, MessageStatus
+from db.models import EmailCampaign, EmailMessage
 
 UNFINISHED = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
 
@@ -24,11 +24,12 @@ class QueueState:
     oldest_due: tuple[int, str, datetime] | None  # message id, template type, planned at
     next_retry: datetime | None              # the earliest deferred message's next attempt after now
     stuck: list[tuple[int, str, datetime]]   # claims older than the lease: message id, type, claimed at
+    held: list[tuple[str, int]]              # paused campaigns and how many of their messages they hold
 
 
 def state(session: Session, now: datetime, wall_clock: datetime, lease: timedelta) -> QueueState:
     """The queue as of now (due, retries) and the wall clock (claims and their lease)."""
-    m = EmailMessage
+    m, c = EmailMessage, EmailCampaign
     counts = session.execute(
         select(m.status, m.template_type, m.priority, func.count())
         .where(m.status.in_(UNFINISHED))
@@ -52,4 +53,9 @@ def state(session: Session, now: datetime, wall_clock: datetime, lease: timedelt
             select(m.message_id, m.template_type, m.claimed_at)
             .where(m.status == MessageStatus.SENDING, m.claimed_at < wall_clock - lease)
             .order_by(m.claimed_at).limit(20))],
+        # through the paused campaigns (a few) and the campaign index, not a scan of every message
+        held=[(cid, int(n)) for cid, n in session.execute(
+            select(c.campaign_id, func.count()).join(m, m.campaign_id == c.campaign_id)
+            .where(c.status == CampaignStatus.PAUSED, m.status == MessageStatus.HELD)
+            .group_by(c.campaign_id).order_by(c.campaign_id))],
     )

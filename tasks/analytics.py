@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from db import analytics, campaigns
+from db.events import CampaignType
 from tasks.email_types import critical_types
 from tutormax.metrics import COUNTS, RATES, rates_of, ratio, with_rates
 from tutormax.settings import get_settings
@@ -45,6 +46,7 @@ class Report:
     bounce_reasons: pd.DataFrame
     domains: pd.DataFrame
     ab_tests: list[dict[str, Any]] = field(default_factory=list)
+    campaigns: pd.DataFrame = field(default_factory=pd.DataFrame)  # campaign_table: counts from their messages
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -106,23 +108,57 @@ def success_metrics(session: Session, frame: pd.DataFrame, start: datetime, end:
 
 
 def ab_tests(session: Session, frame: pd.DataFrame, alpha: float = 0.05) -> list[dict[str, Any]]:
-    """Per A/B campaign: variant counts and the verdict the statistics support."""
+    """Per A/B campaign: variant counts and the verdict the statistics support.
+
+    An announcement's test is its test portion only (its rest got the winner), and once decided its
+    verdict is the one stored when it was: the numbers the winner was picked on.
+    """
     from tasks.abtest import VariantStats, compare
 
     results = []
     for campaign in campaigns.ab_tests(session):
-        rows = frame[frame["campaign_id"] == campaign.campaign_id]
-        per_variant = rows.groupby("ab_variant")[["attempted", "delivered", "opened_human", "clicked_human"]].sum()
-        stats = {v: VariantStats(variant=v, sent=int(r.attempted), delivered=int(r.delivered),
-                                 human_opens=int(r.opened_human), clicks=int(r.clicked_human))
-                 for v, r in per_variant.iterrows()}
+        weights = {"a": campaign.ab_variant_a_weight, "b": campaign.ab_variant_b_weight}
+        if campaign.ab_verdict and campaign.ab_verdict.get("sent_to_rest"):
+            verdict = campaign.ab_verdict
+            results.append({"campaign_id": campaign.campaign_id, "campaign_name": campaign.campaign_name,
+                            "variants": verdict["variants"],
+                            "result": {**verdict["compare"], "winner": verdict["winner"], "reason": verdict["reason"]}})
+            continue
+        if campaign.campaign_type == CampaignType.ANNOUNCEMENT:
+            stats = {v: VariantStats(v, s.sent, s.delivered, s.human_opens, s.clicks)
+                     for v, s in campaigns.test_portion(session, campaign).items()}
+        else:
+            rows = frame[frame["campaign_id"] == campaign.campaign_id]
+            per_variant = rows.groupby("ab_variant")[["attempted", "delivered", "opened_human", "clicked_human"]].sum()
+            stats = {v: VariantStats(variant=v, sent=int(r.attempted), delivered=int(r.delivered),
+                                     human_opens=int(r.opened_human), clicks=int(r.clicked_human))
+                     for v, r in per_variant.iterrows()}
         if not {"a", "b"} <= set(stats):
             continue
-        weights = {"a": campaign.ab_variant_a_weight, "b": campaign.ab_variant_b_weight}
-        verdict = compare(stats["a"], stats["b"], alpha=alpha, weights=weights)
+        verdict = compare(stats["a"], stats["b"], metric=campaign.winner_metric or "clicks", alpha=alpha,
+                          weights=weights)
         results.append({"campaign_id": campaign.campaign_id, "campaign_name": campaign.campaign_name,
                         "variants": {v: s.__dict__ for v, s in stats.items()}, "result": verdict.__dict__})
     return results
+
+
+def campaign_table(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
+    """The campaigns with messages in the range: status, audience, and their counts as their messages say."""
+    ids = sorted(set(frame["campaign_id"]) - {""}) if len(frame) else []
+    chosen = [c for c in (campaigns.by_id(session, cid) for cid in ids) if c is not None]
+    counted = campaigns.counts_of(session, chosen)
+    rows = [{"campaign_id": c.campaign_id, "campaign_name": c.campaign_name, "status": c.status,
+             "audience": c.segment or c.template_type,
+             **{column: counted[c.campaign_id][count] for count, column in CAMPAIGN_COUNTS.items()},
+             "winner": c.ab_winner or ""} for c in chosen]
+    return pd.DataFrame(rows, columns=["campaign_id", "campaign_name", "status", "audience", *CAMPAIGN_COUNTS.values(),
+                                       "winner"])
+
+
+# db.campaigns.counts -> the report's column (opens and clicks there are people's, as the report's columns say)
+CAMPAIGN_COUNTS = {"recipients": "recipients", "sent": "sent", "delivered": "delivered", "bounced": "bounced",
+                   "opened": "opened_human", "clicked": "clicked_human", "unsubscribed": "unsubscribed",
+                   "complained": "complained"}
 
 
 # Gmail's and Yahoo's 2024 sender rules: keep spam complaints under 0.1% of delivered mail, never reach 0.3%
@@ -173,6 +209,7 @@ def build_report(session: Session, start: datetime, end: datetime, tz: ZoneInfo 
         domains=(with_rates(analytics.by_domain(session, start, end), ["domain"])
                  .sort_values(["attempted", "domain"], ascending=[False, True]).head(20).reset_index(drop=True)),
         ab_tests=ab_tests(session, frame),
+        campaigns=campaign_table(session, frame),
         timings=timings,
     )
     return report
@@ -195,6 +232,8 @@ LABELS = {
     "bucket": "First opened by a person", "device": "Device", "browser": "Browser", "os": "Operating system",
     "opens": "Human opens",
     "metric": "Metric", "shown": "Value", "target": "Target", "status": "Status",
+    "campaign_name": "Name", "audience": "Audience", "recipients": "Recipients", "sent": "Sent",
+    "winner": "A/B winner sent",
 }
 
 # After a wide table's group columns, what an analyst reads first: how much went out and whether it arrived,
@@ -378,7 +417,7 @@ def write_report(report: Report, folder: Path) -> Path:
     """reports/<range>/report.html with embedded charts, and every table as CSV beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     tables = {"by_template": report.by_template, "by_version_variant": report.by_version,
-              "by_campaign": report.by_campaign, "by_day": report.by_day, "time_to_open": report.time_to_open,
+              "campaigns": report.campaigns, "by_campaign": report.by_campaign, "by_day": report.by_day, "time_to_open": report.time_to_open,
               "clients": report.clients, "success_metrics": report.success,
               "bounce_reasons": report.bounce_reasons, "domains": report.domains,
               "ab_tests": pd.json_normalize([{"campaign_id": t["campaign_id"], **t["result"]} for t in report.ab_tests])}
@@ -416,7 +455,9 @@ yellow, one at 0.3% or more red.</p>{_table(report.bounce_reasons)}
 <h2>Bounces and complaints by recipient domain</h2>{_table(report.domains, DOMAIN_COLUMNS)}
 <h2>By template type</h2>{_wide(report.by_template)}
 <h2>By template version and variant</h2>{_wide(report.by_version)}
-<h2>By campaign</h2>{_wide(report.by_campaign)}
+<h2>Campaigns</h2><p class=note>Each campaign's counts are all its messages', as `tutormax campaign show` gives
+them; the table under it splits the messages created in this range by variant.</p>{_table(report.campaigns)}
+<h2>By campaign and variant</h2>{_wide(report.by_campaign)}
 <h2>By day sent</h2>{_wide(report.by_day)}
 <h2>Time to first human open</h2>{_table(report.time_to_open)}
 <h2>Devices</h2>{image("devices", "Human opens by device")}{_table(report.clients.head(15))}

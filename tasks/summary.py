@@ -117,6 +117,9 @@ def queue_lines(queue: QueueState, tz) -> list[str]:
         lines.append(f"Claims past their lease (a runner died mid-batch; the next runner takes them): {len(queue.stuck)}, "
                      "the oldest " + ", ".join(f"message {mid} ({template}) claimed {local(at)}"
                                                for mid, template, at in queue.stuck[:3]) + ".")
+    if queue.held:
+        lines.append("Held by paused campaigns (`tutormax campaign resume ID` sends them): "
+                     + ", ".join(f"{campaign} {n:,}" for campaign, n in queue.held) + ".")
     lines.append("")
     lines.append("| priority | template type | status | messages |")
     lines.append("|---|---|---|---|")

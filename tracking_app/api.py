@@ -58,22 +58,19 @@ def _count(value: str) -> int:
     return int(value)
 
 
-def _campaign_json(c: EmailCampaign) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-            for k, v in ((col.key, getattr(c, col.key)) for col in EmailCampaign.__table__.columns)}
-
-
 @bp.get("/campaigns")
 def campaign_list():
-    """Every campaign, newest first."""
-    return {"campaigns": [_campaign_json(c) for c in campaigns.newest(db())]}
+    """Every campaign, newest first, with its counts (read from its messages)."""
+    listed = campaigns.newest(db())
+    counted = campaigns.counts_of(db(), listed)
+    return {"campaigns": [campaigns.describe(db(), c, counted[c.campaign_id], full=False) for c in listed]}
 
 
 @bp.get("/campaigns/<campaign_id>")
 def campaign(campaign_id: str):
-    """One campaign with live metrics from its messages."""
+    """One campaign: its counts, who was excluded and why, its history, and the live rates from its messages."""
     c = _campaign(campaign_id)
-    return {"campaign": _campaign_json(c), **_metrics(campaign_id=c.campaign_id)}
+    return {"campaign": campaigns.describe(db(), c), **_metrics(campaign_id=c.campaign_id)}
 
 
 @bp.get("/campaigns/<campaign_id>/messages")

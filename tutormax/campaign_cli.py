@@ -131,34 +131,11 @@ def _list() -> None:
         rows = campaigns.newest(session)
         if not rows:
             print("no campaigns")
+        width = max((len(c.campaign_id) for c in rows), default=0)
         for c in rows:
             when = f"{c.scheduled_at:%Y-%m-%d %H:%M} UTC" if c.scheduled_at else "unscheduled"
-            print(f"{c.campaign_id}  {c.status:<9}  {when:<21}  {c.segment or c.template_type:<18}  {c.campaign_name}")
-
-
-def campaign_json(session, campaign) -> dict[str, Any]:
-    """What `campaign show --json` prints and the API returns: the campaign, its counts, its A/B verdict."""
-    from db import campaigns
-    from db.events import PRIORITY_RANK
-
-    names = {rank: p.value for p, rank in PRIORITY_RANK.items()}
-    iso = lambda at: at.isoformat() if at else None  # noqa: E731
-    return {
-        "campaign_id": campaign.campaign_id, "name": campaign.campaign_name, "type": campaign.campaign_type,
-        "status": campaign.status, "segment": campaign.segment, "segment_value": campaign.segment_value,
-        "category": campaign.category, "priority": names.get(campaign.priority, campaign.priority),
-        "scheduled_at": iso(campaign.scheduled_at), "started_at": iso(campaign.started_at),
-        "completed_at": iso(campaign.completed_at), "paused_reason": campaign.paused_reason,
-        "counts": campaigns.counts(session, campaign), "excluded": campaigns.skip_reasons(session, campaign.campaign_id),
-        "subjects": {v: c.get("subject") for v, c in (campaign.content or {}).items()},
-        "ab_test": None if not campaign.ab_test_enabled else {
-            "fraction": campaign.ab_test_fraction,
-            "weights": {"a": campaign.ab_variant_a_weight, "b": campaign.ab_variant_b_weight},
-            "winner_after_seconds": campaign.winner_after_seconds, "winner_metric": campaign.winner_metric,
-            "fallback": campaign.winner_fallback, "winner": campaign.ab_winner, "verdict": campaign.ab_verdict},
-        "transitions": [{"from": t.from_status, "to": t.to_status, "by": t.actor, "at": t.at.isoformat(),
-                         "reason": t.reason} for t in campaigns.transitions(session, campaign.campaign_id)],
-    }
+            print(f"{c.campaign_id:<{width}}  {c.status:<9}  {when:<20}  {c.segment or c.template_type:<18}  "
+                  f"{c.campaign_name}")
 
 
 def _show(campaign_id: str, as_json: bool) -> None:
@@ -170,12 +147,12 @@ def _show(campaign_id: str, as_json: bool) -> None:
         campaign = campaigns.by_id(session, campaign_id)
         if campaign is None:
             sys.exit(f"no campaign {campaign_id!r} (tutormax campaign list shows them)")
-        shown = campaign_json(session, campaign)
+        shown = campaigns.describe(session, campaign)
         verdict = verdict_markdown(campaign) if campaign.ab_test_enabled else None
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return
-    print(f"{shown['campaign_id']}: {shown['name']} ({shown['status']})")
+    print(f"{shown['campaign_id']}: {shown['campaign_name']} ({shown['status']})")
     print(f"  audience {shown['segment']}{' ' + shown['segment_value'] if shown['segment_value'] else ''}, "
           f"{shown['category']}, priority {shown['priority']}")
     for variant, subject in shown["subjects"].items():

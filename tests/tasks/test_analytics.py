@@ -116,7 +116,7 @@ def test_report_files(fixture_data, tmp_path):
     assert text.count("data:image/png;base64,") == 3 and "Success metrics" in text
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
         "ab_tests.csv", "bounce_reasons.csv", "by_campaign.csv", "by_day.csv", "by_template.csv",
-        "by_version_variant.csv", "clients.csv", "domains.csv", "report.html", "success_metrics.csv",
+        "by_version_variant.csv", "campaigns.csv", "clients.csv", "domains.csv", "report.html", "success_metrics.csv",
         "time_to_open.csv"]
     assert pd.read_csv(tmp_path / "r" / "by_template.csv")["delivered"].sum() == 4
 
@@ -136,6 +136,30 @@ def test_ab_campaign_verdict_in_the_report(db_url):
     (test,) = report.ab_tests
     assert test["variants"]["a"]["clicks"] == 40 and test["variants"]["b"]["clicks"] == 70
     assert test["result"]["winner"] == "b" and test["result"]["significant"]
+    # the campaign's own row, its counts as its messages say
+    (row,) = report.campaigns.to_dict("records")
+    assert {k: row[k] for k in ("campaign_id", "status", "recipients", "sent", "delivered", "clicked_human",
+                                "opened_human")} == {"campaign_id": "camp_ab", "status": "active", "recipients": 300,
+                                                     "sent": 300, "delivered": 300, "clicked_human": 110,
+                                                     "opened_human": 110}
+
+
+def test_an_announcements_decided_test_shows_the_verdict_it_was_decided_on(db_url):
+    verdict = {"variants": {"a": {"variant": "a", "sent": 200, "delivered": 200, "human_opens": 50, "clicks": 20},
+                            "b": {"variant": "b", "sent": 200, "delivered": 200, "human_opens": 60, "clicks": 40}},
+               "compare": {"p_value": 0.004, "winner": "b", "reason": "b wins: ..."}, "winner": "b",
+               "sent_to_rest": "b", "reason": "b wins: clicks b 20.0% vs a 10.0%", "looks": 1}
+    with transaction(db_url) as s:
+        s.add(EmailCampaign(campaign_id="news", campaign_name="News", campaign_type="announcement",
+                            template_type="announcement", ab_test_enabled=True, status="sending", ab_winner="b",
+                            ab_verdict=verdict))
+    for i in range(3):  # later messages (the rest) carry no variant: they are not part of the test
+        _message(db_url, 5000 + i, "announcement", "sent", campaign_id="news")
+    with transaction(db_url) as s:
+        report = build_report(s, START, END)
+    (test,) = report.ab_tests
+    assert test["variants"]["b"]["clicks"] == 40 and test["result"]["reason"] == "b wins: clicks b 20.0% vs a 10.0%"
+    assert report.campaigns.to_dict("records")[0]["winner"] == "b"
 
 
 class _Tables(HTMLParser):
@@ -184,7 +208,9 @@ def test_the_page_shows_every_rate_as_a_percentage_under_readable_headers(fixtur
     assert list(tables) == ["Success metrics", "Bounce reasons", "Bounces and complaints by recipient domain",
                             "By template type", "By template version and variant", "By day sent",
                             "Time to first human open", "Devices"]
-    assert "<h2>By campaign</h2><p class=note>Nothing in this range.</p>" in page  # the fixture has no campaigns
+    # the fixture has no campaigns
+    assert "<h2>By campaign and variant</h2><p class=note>Nothing in this range.</p>" in page
+    assert "by variant.</p><p class=note>Nothing in this range.</p>" in page
     assert tables["By template type"][0] == ["Template", *WIDE_HEADER]
     assert tables["By template version and variant"][0] == ["Template", "Version", "Variant", *WIDE_HEADER]
     assert tables["By day sent"][0] == ["Day sent", *WIDE_HEADER]

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from db.models import EmailCampaign
+from db.models import EmailCampaign, EmailMessage
 from db.session import transaction
 from tutormax.tokens import Purpose
 
@@ -64,11 +64,22 @@ def test_campaign_endpoints(client, db_url):
         s.add(EmailCampaign(campaign_id="camp_1", campaign_name="Spring", campaign_type="announcement",
                             template_type="feedback_reminder", ab_test_enabled=True,
                             created_at=datetime(2026, 3, 1, tzinfo=timezone.utc)))
+        s.flush()
+        for i, status in enumerate(["sent", "sent", "skipped", "queued"]):
+            s.add(EmailMessage(idempotency_key=f"k{i}", campaign_id="camp_1", recipient_type="tutor",
+                               template_type="feedback_reminder", category="marketing_emails", status=status,
+                               skip_reason="suppressed" if status == "skipped" else None, metadata={}))
     listing = client.get("/api/email-analytics/campaigns", headers=AUTH).json
     assert [c["campaign_id"] for c in listing["campaigns"]] == ["camp_1"]
+    (listed,) = listing["campaigns"]
+    assert {k: listed["counts"][k] for k in ("recipients", "planned", "sent", "skipped", "queued")} == {
+        "recipients": 4, "planned": 3, "sent": 2, "skipped": 1, "queued": 1}
     detail = client.get("/api/email-analytics/campaigns/camp_1", headers=AUTH).json
-    assert detail["campaign"]["campaign_name"] == "Spring" and detail["counts"]["messages"] == 0
-    assert client.get("/api/email-analytics/campaigns/camp_1/messages", headers=AUTH).json["messages"] == []
+    assert detail["campaign"]["campaign_name"] == "Spring" and detail["counts"]["messages"] == 4
+    assert detail["campaign"]["counts"] == listed["counts"] and detail["campaign"]["excluded"] == {"suppressed": 1}
+    page = client.get("/api/email-analytics/campaigns/camp_1/messages?limit=3", headers=AUTH).json
+    assert [m["status"] for m in page["messages"]] == ["sent", "sent", "skipped"]
+    assert page["next_after"] == page["messages"][2]["message_id"]
     assert client.get("/api/email-analytics/campaigns/camp_1/ab-test", headers=AUTH).json["ab_test_enabled"] is True
     assert client.get("/api/email-analytics/campaigns/nope", headers=AUTH).status_code == 404
     assert client.get("/api/email-analytics/campaigns/camp_1/messages?after=x", headers=AUTH).status_code == 400
