@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -170,11 +171,20 @@ SELECT count(*) FILTER (WHERE skip_reason IS NULL), count(*) FILTER (WHERE skip_
 """).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
+_PLANNED_VALUES = attrgetter(*_MESSAGE_FIELDS, *_STATE_FIELDS)
+_SKIP_REASON = _MESSAGE_FIELDS.index("skip_reason")
+
+
 def _plan_by_copy(session: Session, planned: Sequence[PlannedMessage], now: datetime) -> PlanCounts:
     """PostgreSQL: COPY the planned rows into a temporary table and insert both tables from it."""
-    fields = _MESSAGE_FIELDS + _STATE_FIELDS
-    copy_into_temp(session, "planned_outbox", _PLANNED_COLUMNS,
-                   ((i, *_values(p, fields).values()) for i, p in enumerate(planned)))
+
+    def row(i: int, p: PlannedMessage) -> tuple:
+        values = _PLANNED_VALUES(p)  # what _values gives, at C speed: a million-recipient campaign is this loop
+        if values[_SKIP_REASON] == "":
+            values = (*values[:_SKIP_REASON], None, *values[_SKIP_REASON + 1:])
+        return (i, *values)
+
+    copy_into_temp(session, "planned_outbox", _PLANNED_COLUMNS, (row(i, p) for i, p in enumerate(planned)))
     queued, skipped = session.execute(_PLAN_FROM_COPY, {
         "now": now, "queued": MessageStatus.QUEUED.value, "skipped": MessageStatus.SKIPPED.value,
         "triggered": WorkflowStatus.TRIGGERED.value, "cancelled": WorkflowStatus.CANCELLED.value,

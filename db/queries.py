@@ -79,8 +79,9 @@ def preferences_for(session: Session, emails: Iterable[str]) -> dict[str, EmailP
     """Stored preferences by address; addresses are stored lower-cased (chunked under SQLite's parameter limit)."""
     wanted = sorted({e.lower() for e in emails if e})
     found: dict[str, EmailPreference] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    chunk_size = 500 if session.get_bind().dialect.name == "sqlite" else 10_000
+    for start in range(0, len(wanted), chunk_size):
+        chunk = wanted[start : start + chunk_size]
         for pref in session.scalars(select(EmailPreference).where(EmailPreference.email.in_(chunk))):
             found[pref.email.lower()] = pref
     return found

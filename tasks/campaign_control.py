@@ -165,7 +165,10 @@ def resume(campaign_id: str, *, actor: str, now: datetime, override_guard: bool 
     """Resume where it stopped (sending again, or scheduled if it had not started); returns messages released."""
     with transaction() as session:
         campaign = campaigns.locked(session, campaign_id)
-        guarded = campaign.status == CampaignStatus.PAUSED and _paused_by_guard(session, campaign_id)
+        if campaign.status != CampaignStatus.PAUSED:
+            final = " (it is final)" if not campaigns.TRANSITIONS[campaign.status] else ""
+            raise campaigns.CampaignError(f"campaign {campaign_id} is {campaign.status}: it cannot be resumed{final}")
+        guarded = _paused_by_guard(session, campaign_id)
         if guarded and not override_guard:
             raise campaigns.CampaignError(
                 f"campaign {campaign_id} was paused by the reputation guard: {campaign.paused_reason}. Look at its "

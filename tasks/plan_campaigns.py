@@ -38,10 +38,6 @@ def first_phase(campaign: EmailCampaign) -> str:
     return TEST if campaign.ab_test_enabled else ALL
 
 
-def _recipient_key(email: str | None, recipient_type: str, recipient_id: int | None) -> str:
-    return email.lower() if email else f"{recipient_type}:{recipient_id}"
-
-
 def portion(campaign: EmailCampaign, who: str, secret: bytes) -> str:
     """TEST or REST for an A/B campaign's recipient (a keyed hash: the same every run), ALL without a test."""
     if not campaign.ab_test_enabled:
@@ -70,23 +66,25 @@ def page_messages(session: Session, campaign: EmailCampaign, part: segments.Part
     recipients = [audience.resolve(row, today) for row in rows]
     prefs = queries.preferences_for(session, [r.email for r in recipients if r.email])
     category = Category(campaign.category)
+    cid = campaign.campaign_id
+    metadata: dict[str | None, dict[str, Any]] = {}  # one per variant, shared by its messages
     found = []
     for recipient in recipients:
-        who = _recipient_key(recipient.email, recipient.type, recipient.id)
-        share = portion(campaign, who, secret)
+        address = recipient.email.lower() if recipient.email else None
+        who = address or f"{recipient.type}:{recipient.id}"
+        share = portion(campaign, who, secret) if campaign.ab_test_enabled else ALL
         if phase is not None and share != phase:
             continue
         variant = variant_for(campaign, who, share, secret) if share != REST or campaign.ab_winner else None
-        skip = recipient.skip_reason or preference_skip(prefs.get(recipient.email.lower()) if recipient.email else None,
-                                                        category)
+        skip = recipient.skip_reason or (preference_skip(prefs[address], category) if address in prefs else None)
         found.append((share, outbox.PlannedMessage(
             workflow_type=None, entity_type=None, entity_id=None, step=None,
-            key=f"campaign:{campaign.campaign_id}:{hashlib.sha256(who.encode()).hexdigest()[:24]}",
+            key=f"campaign:{cid}:{hashlib.sha256(who.encode()).hexdigest()[:24]}",
             template_type=campaign.template_type, template_version=campaign.template_version,
             category=campaign.category, recipient_type=recipient.type, recipient_email=recipient.email,
-            recipient_name=recipient.name, recipient_id=recipient.id, campaign_id=campaign.campaign_id,
+            recipient_name=recipient.name, recipient_id=recipient.id, campaign_id=cid,
             ab_variant=variant if share == TEST else None, priority=campaign.priority, skip_reason=skip,
-            metadata={"campaign_id": campaign.campaign_id, "variant": variant})))
+            metadata=metadata.get(variant) or metadata.setdefault(variant, {"campaign_id": cid, "variant": variant}))))
     return found
 
 

@@ -79,7 +79,7 @@ def test_pause_resume_cancel_say_what_they_did_and_the_queue_shows_held_mail(db_
     assert capsys.readouterr().out == f"resumed {campaign_id}: 5 message(s) back in the queue\n"
     main(["campaign", "cancel", campaign_id])
     assert capsys.readouterr().out == (f"cancelled {campaign_id}: 5 unsent message(s) skipped (campaign_cancelled)\n")
-    with pytest.raises(SystemExit, match=f"campaign {campaign_id} is cancelled: it cannot be started"):
+    with pytest.raises(SystemExit, match=f"campaign {campaign_id} is cancelled: it cannot be resumed"):
         main(["campaign", "resume", campaign_id])
 
 
