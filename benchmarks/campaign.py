@@ -15,7 +15,6 @@ import os
 import resource
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
