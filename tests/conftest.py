@@ -93,8 +93,11 @@ def db_url(request, migrated_urls, monkeypatch) -> Iterator[str]:
     """An empty migrated database, once on SQLite and once on PostgreSQL; Settings point at it."""
     from tutormax.settings import get_settings
 
+    from tasks.announcement import _stored
+
     url = migrated_urls[request.param]
     _empty(url)
+    _stored.cache_clear()  # campaigns' words kept by the process belong to the database just emptied
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
     yield url
