@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -50,6 +50,7 @@ class ServerTrouble(ServerDown):
 
 # this many "server trouble" answers in a row stop a batch instead of burning through the queue
 TROUBLE_IN_A_ROW = 5
+SIGN_AHEAD = 4  # messages built and signed ahead of the one on the wire, when DKIM is on
 
 
 def _text(response: bytes | str) -> str:
@@ -439,9 +440,9 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
                   deadline: float | None = None, pool: str | None = None) -> dict[str, Any]:
     """Send up to limit due messages over one SMTP connection, claimed a chunk at a time, under the send-rate limit.
 
-    With SMTP_RATE_LIMIT set, a chunk is about a second's worth of the limit and its slots are taken
-    before it goes; the next chunk is claimed afresh, so mail that became due meanwhile at a higher
-    priority waits for one chunk at most. Stops at `deadline` (epoch seconds) between chunks.
+    With SMTP_RATE_LIMIT set, a chunk is about a second's worth of the limit; its slots are taken
+    before it is claimed, so mail that became due at a higher priority while the runner waited for
+    slots is in the very next chunk. Stops at `deadline` (epoch seconds) between chunks.
     """
     settings = get_settings()
     rate = send_rate.SendRate(settings.smtp_rate_limit) if settings.smtp_rate_limit else None
@@ -468,20 +469,33 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
 
     def send(messages: list[outbox.Claimed], connection: SmtpConnection) -> None:
         nonlocal in_flight
-        for message in messages:
-            # built while the server reads the previous message, and signed while we wait for its answer
-            prepared = compose(message)
-            signed: Future[Envelope] | None = None
-            if signing is not None and not isinstance(prepared, str):
-                signed = signing.submit(compose.sign, prepared[0])
+        # a few messages are built and signed ahead: OpenSSL signs on its thread, without the GIL,
+        # while this one builds the next and the server reads the last
+        ahead: deque[tuple[outbox.Claimed, str, Envelope | Future[Envelope]]] = deque()
+        pending = iter(messages)
+
+        def prepare() -> None:
+            for message in pending:
+                prepared = compose(message)
+                if isinstance(prepared, str):
+                    log.add(outbox.failed(message, clock(), prepared), "failed")
+                    continue
+                envelope, subject = prepared
+                ahead.append((message, subject, signing.submit(compose.sign, envelope) if signing else envelope))
+                return
+
+        for _ in range(SIGN_AHEAD if signing else 1):
+            prepare()
+        while ahead:
+            message, subject, envelope = ahead.popleft()
+            if isinstance(envelope, Future):
+                envelope = envelope.result()
             if in_flight is not None:
                 flight, in_flight = in_flight, None
                 settle(flight, connection.answer())
-            if isinstance(prepared, str):
-                log.add(outbox.failed(message, clock(), prepared), "failed")
-                continue
-            connection.submit(signed.result() if signed is not None else prepared[0])
-            in_flight = (message, prepared[1])
+            connection.submit(envelope)
+            in_flight = (message, subject)
+            prepare()
         if in_flight is not None:
             flight, in_flight = in_flight, None
             settle(flight, connection.answer())
@@ -492,11 +506,11 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
             while counts["claimed"] < limit and not (deadline and time.time() >= deadline):
                 wanted = min(rate.chunk if rate else limit, limit - counts["claimed"])
                 before = counts["claimed"]
+                if rate:  # slots first, then the claim: mail that became due during the wait goes first
+                    send_rate.acquire(rate, wanted)
                 chunk = _claim(now, wanted, template_types, lease, counts)
                 if chunk.messages:
                     connection = connection or held.enter_context(connections.connection())
-                    if rate:
-                        send_rate.acquire(rate, len(chunk.messages))
                     started = time.monotonic()
                     send(chunk.messages, connection)
                     pace.rest(time.monotonic() - started, deadline)
