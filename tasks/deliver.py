@@ -288,52 +288,61 @@ def _pool(key: str | None, settings: Settings) -> Iterator[ConnectionPool]:
 
 
 class OutcomeLog:
-    """Buffers outcomes and commits them in small groups, on a writer thread.
+    """Buffers outcomes and commits them in groups on a writer thread, one commit at a time.
 
-    A commit per message would cap delivery near the database's commit rate; a
-    group of at most FLUSH_EVERY outcomes or FLUSH_SECONDS keeps the window in
-    which a crash loses the record of an accepted message small, and a resend
-    in that window carries the same Message-ID. Writing on a thread of its own
+    A commit per message would cap delivery near the database's commit rate. Outcomes that arrive
+    while a commit runs wait for the next one, so a group is as large as the commit was slow
+    (group commit), at least MIN_GROUP or MAX_AGE old, and never larger than MAX_PENDING: past that
+    the sender waits for the writer. What a crash can lose is the record of at most MAX_PENDING
+    outcomes waiting plus the group being committed; a message the server accepted in that window
+    goes again after the claim's lease, with the same Message-ID. Writing on a thread of its own
     lets the SMTP conversation go on while the database commits.
     """
 
-    FLUSH_EVERY = 100
-    FLUSH_SECONDS = 0.2
+    MIN_GROUP = 10
+    MAX_AGE = 0.05  # seconds an outcome waits for company before it is committed alone
+    MAX_PENDING = 25
 
     def __init__(self) -> None:
         self.pending: list[outbox.Outcome] = []
         self.counts: Counter[str] = Counter()
         self.attempted: set[int] = set()
-        self.last_flush = time.monotonic()
+        self.oldest = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes")
-        self._writes: list[Future[None]] = []
+        self._write: Future[None] | None = None
 
     def add(self, outcome: outbox.Outcome, kind: str) -> None:
+        if not self.pending:
+            self.oldest = time.monotonic()
         self.pending.append(outcome)
         self.attempted.add(outcome.message_id)
         self.counts[kind] += 1
-        if len(self.pending) >= self.FLUSH_EVERY or time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
+        if len(self.pending) >= self.MAX_PENDING:
+            self.flush()  # waits for the commit in progress: the unrecorded stay few
+        elif ((self._write is None or self._write.done())
+              and (len(self.pending) >= self.MIN_GROUP or time.monotonic() - self.oldest >= self.MAX_AGE)):
             self.flush()
 
     @staticmethod
-    def _write(outcomes: list[outbox.Outcome]) -> None:
+    def _write_group(outcomes: list[outbox.Outcome]) -> None:
         with transaction() as session:
             outbox.record(session, outcomes)
 
     def flush(self) -> None:
+        """Start committing what is pending, after the commit in progress (a failed one raises here)."""
+        if self._write is not None:
+            write, self._write = self._write, None
+            write.result()
         if self.pending:
-            batch, self.pending = self.pending, []
-            self._writes.append(self._writer.submit(self._write, batch))
-        self.last_flush = time.monotonic()
-        while self._writes and self._writes[0].done():
-            self._writes.pop(0).result()  # a failed write stops the batch here
+            group, self.pending = self.pending, []
+            self._write = self._writer.submit(self._write_group, group)
 
     def close(self) -> None:
         """Write what is left and wait for every write; raises the first failure."""
         try:
             self.flush()
-            for write in self._writes:
-                write.result()
+            if self._write is not None:
+                self._write.result()
         finally:
             self._writer.shutdown(wait=True)
 
@@ -507,6 +516,7 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
                 wanted = min(rate.chunk if rate else limit, limit - counts["claimed"])
                 before = counts["claimed"]
                 if rate:  # slots first, then the claim: mail that became due during the wait goes first
+                    log.flush()  # what was sent is on record before a wait that may be long
                     send_rate.acquire(rate, wanted)
                 chunk = _claim(now, wanted, template_types, lease, counts)
                 if chunk.messages:

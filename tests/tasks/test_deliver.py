@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email
 import re
+import time
 from datetime import timedelta
 from email import policy
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -395,3 +397,49 @@ def test_the_envelope_sender_names_the_message_when_bounce_address_is_set(smtp, 
         assert sender.startswith("bounces+") and sender.endswith("@bounce.tutormax.example")
     else:
         assert sender == "noreply@tutormax.example"
+
+
+def test_outcomes_wait_for_a_commit_in_small_groups_so_a_crash_loses_few_records(monkeypatch):
+    """Group commit: a group is as big as the last commit was slow, but the sender never runs further ahead
+    than MAX_PENDING outcomes plus the group being committed (what a SIGKILL would send a second time)."""
+    import threading
+
+    from tasks import deliver
+    from tasks.deliver import OutcomeLog
+
+    committed: list[int] = []
+    unrecorded_seen: list[int] = []
+    added = 0
+    lock = threading.Lock()
+
+    def slow_write(outcomes):
+        time.sleep(0.02)  # a slow database: 20 ms a commit
+        with lock:
+            committed.extend(o.message_id for o in outcomes)
+
+    monkeypatch.setattr(deliver.OutcomeLog, "_write_group", staticmethod(slow_write))
+    log = OutcomeLog()
+    for i in range(300):
+        log.add(SimpleNamespace(message_id=i), "sent")
+        added += 1
+        with lock:
+            unrecorded_seen.append(added - len(committed))
+    log.close()
+    assert sorted(committed) == list(range(300))  # nothing lost, nothing twice
+    assert max(unrecorded_seen) <= 2 * OutcomeLog.MAX_PENDING
+    assert max(unrecorded_seen) > OutcomeLog.MIN_GROUP  # the commits were slow enough for groups to form
+
+
+def test_a_failed_commit_stops_the_sender_at_the_next_group(monkeypatch):
+    from tasks import deliver
+    from tasks.deliver import OutcomeLog
+
+    def broken(outcomes):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(deliver.OutcomeLog, "_write_group", staticmethod(broken))
+    log = OutcomeLog()
+    with pytest.raises(RuntimeError, match="database gone"):
+        for i in range(3 * OutcomeLog.MAX_PENDING):
+            log.add(SimpleNamespace(message_id=i), "sent")
+    assert log.pending  # kept: _salvage logs how many went unrecorded
