@@ -84,6 +84,33 @@ def audit():
 
 
 @pytest.fixture
+def fill(db_url, now):
+    """fill(addresses): queue a feedback reminder (the enqueue fixture's message) to each address, in one go."""
+    from itertools import count
+
+    from db import outbox
+    from tasks.email_types import get
+
+    kind, entities = get("feedback_reminder"), count(1)
+
+    def plan(addresses: list[str]) -> None:
+        planned = []
+        for address in addresses:
+            entity = next(entities)
+            planned.append(outbox.PlannedMessage(
+                workflow_type="feedback_reminder", entity_type="session", entity_id=entity, step="reminder",
+                template_type="feedback_reminder", category=kind.category, recipient_type="student",
+                recipient_email=address, recipient_name="Sam Student", recipient_id=entity, priority=kind.rank,
+                metadata={"session_id": entity, "student_name": "Sam Student", "tutor_name": "Tara Tutor",
+                          "subject_name": "Algebra", "session_ended_at": (now - timedelta(hours=30)).isoformat(),
+                          "is_parent": False}))
+        with transaction(db_url) as s:
+            assert outbox.plan(s, planned, now).queued == len(addresses)
+
+    return plan
+
+
+@pytest.fixture
 def accepted():
     """accepted(smtp_server): our message ids the server has accepted, each with how many times."""
     return lambda handler: Counter(mid for _, mid, _ in sink_copies(handler))

@@ -25,7 +25,7 @@ def _run_until_empty(now: datetime, start: threading.Barrier, totals: Counter, e
 
 
 @pytest.mark.parametrize("second", ["normal", "backfill"])
-def test_two_delivery_runs_at_once_never_send_a_message_twice(smtp_server, enqueue, db_url, now, audit, second):
+def test_two_delivery_runs_at_once_never_send_a_message_twice(smtp_server, fill, db_url, now, audit, second):
     """Two runners, each with its own database connections and SMTP connection, claim small batches from the
     same 300 messages at the same time until none is left.
 
@@ -33,8 +33,7 @@ def test_two_delivery_runs_at_once_never_send_a_message_twice(smtp_server, enque
     other, so the first must not take them for a dead worker's expired ones and send them again.
     """
     smtp_server.stall_data = 0.002  # batches take long enough to overlap
-    for i in range(300):
-        enqueue(f"r{i}@example.com")
+    fill([f"r{i}@example.com" for i in range(300)])
     start = threading.Barrier(2)
     totals, errors = [Counter(), Counter()], []
     threads = [threading.Thread(target=_run_until_empty, args=(at, start, counted, errors))

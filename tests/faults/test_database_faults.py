@@ -31,10 +31,9 @@ def kill_backend(db_url):
 
 
 def test_a_connection_killed_while_claiming_claims_nothing_and_a_rerun_sends_everything(
-        smtp_server, enqueue, db_url, now, monkeypatch, audit, held_claims, kill_backend):
+        smtp_server, fill, db_url, now, monkeypatch, audit, held_claims, kill_backend):
     """The claim's UPDATE has run, uncommitted, when the connection dies: it rolls back, nothing is sent."""
-    for i in range(60):
-        enqueue(f"r{i}@example.com")
+    fill([f"r{i}@example.com" for i in range(60)])
     claim, killed = outbox.claim, []
 
     def claim_then_die(session, *args, **kwargs):
@@ -57,13 +56,12 @@ def test_a_connection_killed_while_claiming_claims_nothing_and_a_rerun_sends_eve
 
 
 def test_a_connection_killed_before_outcomes_commit_resends_only_those_after_the_lease(
-        smtp_server, enqueue, db_url, now, monkeypatch, audit, accepted, held_claims, age_claims, kill_backend):
+        smtp_server, fill, db_url, now, monkeypatch, audit, accepted, held_claims, age_claims, kill_backend):
     """The first group of outcomes is written, uncommitted, when the connection dies: those messages went out but
     their record is lost. They keep their claim until the lease runs out; then they, and only they (with any
     message in flight when the batch stopped), go again under the same Message-ID."""
     smtp_server.stall_data = 0.002  # several groups of outcomes in one batch
-    for i in range(120):
-        enqueue(f"r{i}@example.com")
+    fill([f"r{i}@example.com" for i in range(120)])
     record, lost = outbox.record, []
 
     def record_then_die(session, outcomes):

@@ -11,7 +11,7 @@ LEASE = 60  # seconds, DELIVERY_CLAIM_LEASE_SECONDS: the claims are aged by hand
 
 
 def test_a_process_killed_mid_batch_loses_nothing_and_resends_only_its_held_claims(
-        runners, smtp_server, enqueue, db_url, now, monkeypatch, audit, accepted, quiet, held_claims, age_claims):
+        runners, smtp_server, fill, db_url, now, monkeypatch, audit, accepted, quiet, held_claims, age_claims):
     """150 messages; a process claims 100 in one batch and its process group is SIGKILLed after the server has
     taken 40. Its claims stay put until the lease runs out, then the next run sends them.
 
@@ -21,10 +21,9 @@ def test_a_process_killed_mid_batch_loses_nothing_and_resends_only_its_held_clai
     monkeypatch.setenv("DELIVERY_CLAIM_LEASE_SECONDS", str(LEASE))
     get_settings.cache_clear()
     runners.env["DELIVERY_CLAIM_LEASE_SECONDS"] = str(LEASE)
+    victim = runners.start(now, limit=100, rounds="once")  # it imports while the queue fills
     smtp_server.stall_data = 0.01  # a batch of 100 takes a second or more: time to kill it in the middle
-    for i in range(150):
-        enqueue(f"r{i}@example.com")
-    victim = runners.start(now, limit=100, rounds="once")
+    fill([f"r{i}@example.com" for i in range(150)])
     runners.go()
     deadline = time.monotonic() + 60
     while len(smtp_server.received) < 40:
@@ -33,6 +32,7 @@ def test_a_process_killed_mid_batch_loses_nothing_and_resends_only_its_held_clai
         time.sleep(0.002)
     runners.kill(victim)
     quiet(smtp_server)
+    smtp_server.stall_data = 0
 
     held = held_claims(db_url)
     at_kill = accepted(smtp_server)

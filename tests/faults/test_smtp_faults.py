@@ -56,7 +56,7 @@ def _unfinished(url) -> int:
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "lockstep"])
 def test_random_refusals_and_mid_data_drops_lose_nothing_and_send_nothing_twice(
-        smtp_server, enqueue, db_url, now, audit, pipelining):
+        smtp_server, fill, db_url, now, audit, pipelining):
     """200 messages through a server that refuses or hangs up at random; runs until nothing is left to try.
 
     Deferred retries come due as `now` moves on; a batch stopped by a server that keeps hanging up
@@ -66,10 +66,9 @@ def test_random_refusals_and_mid_data_drops_lose_nothing_and_send_nothing_twice(
     # four hang-ups in a row on one message: more than the client reconnects for, so it stops (ServerDown)
     dice = Dice(seed=18 + pipelining, hang_ups={"r100@example.com": 4})
     smtp_server.chaos = dice
-    for i in range(197):
-        enqueue(f"r{i}@example.com")
-    for address in ("never1@example.com", "never2@example.com", "never3@example.com"):
-        enqueue(address)
+    never = ["never1@example.com", "never2@example.com", "never3@example.com"]
+    fill([f"r{i}@example.com" for i in range(197)] + never)
+    for address in never:
         smtp_server.faults[address] = "defer"  # 4xx every time: failed once out of retries
 
     t, stopped, rounds = now, 0, 0
@@ -97,7 +96,7 @@ def test_random_refusals_and_mid_data_drops_lose_nothing_and_send_nothing_twice(
         bounced = s.scalar(select(func.count()).where(EmailMessage.bounce_type == "hard"))
     assert retried_then_sent > 0
     assert bounced > 0
-    assert {"never1@example.com", "never2@example.com", "never3@example.com"} <= gave_up
+    assert set(never) <= gave_up
     assert stopped >= 1  # and the batches it stopped were run again
     assert 150 <= result.statuses["sent"] < 200, (result.statuses, stopped)
 
@@ -106,11 +105,10 @@ def test_random_refusals_and_mid_data_drops_lose_nothing_and_send_nothing_twice(
     "known bug: a message the server hangs up on every time stops each batch with ServerDown and goes back "
     "to the queue untouched (retry_count 0), at the head of the queue: it never becomes final and nothing "
     "queued behind it is ever sent"))
-def test_a_message_the_server_always_hangs_up_on_does_not_hold_up_the_queue(smtp_server, enqueue, db_url, now, audit):
+def test_a_message_the_server_always_hangs_up_on_does_not_hold_up_the_queue(smtp_server, fill, db_url, now, audit):
     """One message whose content makes the server hang up, every time (a crashing content filter): it ends
     failed with a reason within a few runs, and the messages planned after it are sent."""
-    for i in range(5):
-        enqueue(f"r{i}@example.com")
+    fill([f"r{i}@example.com" for i in range(5)])
     smtp_server.faults["r1@example.com"] = "drop"
     t = now
     for _ in range(10):  # ten runs, ten minutes apart
