@@ -144,7 +144,13 @@ class SmtpConnection:
             return self._verdict
 
     def _retrying(self, envelope: Envelope, wait: bool = False) -> Reply | None:
-        """A dropped connection is reopened and the message tried again, a few times."""
+        """A dropped connection is reopened and the message tried again, a few times.
+
+        A server that cannot be reached raises ServerDown (connect). One that takes the connection
+        again and drops it at this message every time has trouble with this message: it is deferred
+        with the server to blame, so it neither stops every later run at the head of the queue nor
+        costs its address anything, and several such in a row stop the batch (TROUBLE_IN_A_ROW).
+        """
         for attempt in range(RECONNECTS_PER_MESSAGE + 1):
             if self.smtp is None:
                 self.connect()
@@ -155,9 +161,10 @@ class SmtpConnection:
                 return verdict
             except _DROPPED as exc:
                 self._drop()
-                if attempt == RECONNECTS_PER_MESSAGE:
-                    raise ServerDown(f"SMTP connection kept dropping: {type(exc).__name__}: {exc}") from None
-        raise AssertionError("unreachable")
+                dropped = f"{type(exc).__name__}: {exc}"
+        return Reply(451, f"4.4.2 the connection dropped at this message, again after {RECONNECTS_PER_MESSAGE} "
+                          f"reconnects ({dropped})", Stage.DATA, "4.4.2", Verdict.SERVER,
+                     "the connection dropped at this message")
 
     def _reply(self, stage: Stage, payload: bytes | None = None) -> Reply:
         """Send payload if any, then read one answer; after a 421 the server hangs up, so do we."""

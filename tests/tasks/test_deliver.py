@@ -219,14 +219,26 @@ def test_dropped_connection_reconnects_and_the_batch_resumes(smtp, enqueue, db_u
     assert {_by_id(db_url, i).status for i in ids} == {"sent"}
 
 
-def test_a_server_that_keeps_dropping_puts_the_batch_back(smtp, enqueue, db_url, now):
-    first = enqueue("a@example.com")
-    stuck = enqueue("b@example.com")
+def test_a_message_the_server_keeps_dropping_waits_and_the_batch_goes_on(smtp, enqueue, db_url, now):
+    first, stuck, last = enqueue("a@example.com"), enqueue("b@example.com"), enqueue("c@example.com")
     smtp.faults["b@example.com"] = "drop"
-    with pytest.raises(ServerDown):
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 3, "sent": 2, "deferred": 1}
+    assert (_by_id(db_url, first).status, _by_id(db_url, last).status) == ("sent", "sent")
+    message = _by_id(db_url, stuck)
+    assert (message.status, message.retry_count, message.bounce_reason) == ("deferred", 1, None)
+    assert message.smtp_response.startswith("451 4.4.2 the connection dropped at this message")
+
+
+def test_a_server_that_drops_every_message_stops_the_batch(smtp, enqueue, db_url, now):
+    from tasks.deliver import TROUBLE_IN_A_ROW, ServerTrouble
+
+    ids = [enqueue(f"r{i}@example.com") for i in range(TROUBLE_IN_A_ROW + 3)]
+    for i in range(len(ids)):
+        smtp.faults[f"r{i}@example.com"] = "drop"
+    with pytest.raises(ServerTrouble, match="answers in a row blamed the SMTP server"):
         deliver_batch.fn(now=now)
-    assert _by_id(db_url, first).status == "sent"
-    assert _by_id(db_url, stuck).status == "queued"
+    statuses = [_by_id(db_url, mid).status for mid in ids]
+    assert statuses == ["deferred"] * TROUBLE_IN_A_ROW + ["queued"] * 3  # the rest back in the queue, untouched
 
 
 def test_dead_server_leaves_messages_queued(dead_smtp, enqueue, db_url, now):
@@ -345,18 +357,19 @@ def test_a_feedback_request_is_not_sent_once_the_session_has_its_feedback(smtp, 
 
 
 def test_the_smtp_timeout_bounds_every_read(smtp_server, enqueue, db_url, now, monkeypatch):
-    """A server that sits on a message answers nobody: each wait ends after SMTP_TIMEOUT, then the batch gives up."""
-    import time
-
+    """A server that sits on a message answers nobody: each wait ends after SMTP_TIMEOUT, then the message waits."""
     monkeypatch.setenv("SMTP_TIMEOUT", "0.5")
     get_settings.cache_clear()
     smtp_server.stall_data = 5
-    enqueue("slow@example.com")
+    mid = enqueue("slow@example.com")
     started = time.monotonic()
-    with pytest.raises(ServerDown, match="SMTP connection kept dropping: .*timed out"):
-        deliver_batch.fn(now=now)
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "deferred": 1}
     # three tries, each waiting SMTP_TIMEOUT for the answer (and a reconnect between them)
     assert 1.5 <= time.monotonic() - started < 4
+    message = _by_id(db_url, mid)
+    assert (message.status, message.retry_count) == ("deferred", 1)
+    assert message.smtp_response.startswith("451 4.4.2 the connection dropped at this message")
+    assert "timed out" in message.smtp_response and message.bounce_reason is None  # the address is not to blame
 
 
 @pytest.mark.parametrize(("answers", "waits"), [
