@@ -15,8 +15,8 @@ from tasks.send_rate import LIMIT_NAME, SendRate
 from tutormax.settings import PROJECT_ROOT, get_settings
 
 
-@pytest.mark.parametrize(("per_minute", "chunk", "burst"), [(125, 2, 4), (3000, 10, 20), (30, 1, 2), (2, 1, 1),
-                                                           (600, 10, 20), (100_000, 10, 20)])
+@pytest.mark.parametrize(("per_minute", "chunk", "burst"), [(125, 2, 4), (3000, 20, 40), (30, 1, 2), (2, 1, 1),
+                                                           (600, 10, 20), (100_000, 20, 40)])
 def test_any_minute_holds_at_most_the_limit(per_minute, chunk, burst):
     rate = SendRate(per_minute)
     assert (rate.chunk, rate.burst) == (chunk, burst)
@@ -51,7 +51,7 @@ def test_apply_creates_updates_and_deactivates_the_limit(prefect_harness):
     assert (created.limit, created.active) == (4, True)
     assert created.slot_decay_per_second == pytest.approx(119 / 60)
     send_rate.apply(3000)
-    assert (_limit().limit, _limit().slot_decay_per_second) == (20, pytest.approx(2970 / 60))
+    assert (_limit().limit, _limit().slot_decay_per_second) == (40, pytest.approx(2940 / 60))
     assert send_rate.apply(None) == f"SMTP_RATE_LIMIT is not set: the limit {LIMIT_NAME} is deactivated"
     assert _limit().active is False
     _delete_limit()
@@ -81,7 +81,7 @@ def test_critical_mail_waits_for_one_chunk_at_most_behind_a_backlog(prefect_harn
                                                                     now, monkeypatch):
     from flows.deliver_outbox import deliver_outbox
 
-    monkeypatch.setenv("SMTP_RATE_LIMIT", "1200")  # 10 a chunk, 20 a second
+    monkeypatch.setenv("SMTP_RATE_LIMIT", "1200")  # 20 a chunk, 20 a second
     get_settings.cache_clear()
     send_rate.apply(1200)
     chunk = SendRate(1200).chunk
