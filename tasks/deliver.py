@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from db import outbox, queries, queue
 from db.events import Category, SkipReason
 from db.queue import QueueState
-from db.session import transaction
+from db.session import transaction, without_waiting_for_disk
 from tasks import send_rate
 from tasks.compose import Composer
 from tasks.mime import Envelope
@@ -306,9 +306,9 @@ class OutcomeLog:
     lets the SMTP conversation go on while the database commits.
     """
 
-    MIN_GROUP = 10
-    MAX_AGE = 0.05  # seconds an outcome waits for company before it is committed alone
-    MAX_PENDING = 25
+    MIN_GROUP = 25
+    MAX_AGE = 0.1  # seconds an outcome waits for company before it is committed alone
+    MAX_PENDING = 50
 
     def __init__(self) -> None:
         self.pending: list[outbox.Outcome] = []
@@ -333,6 +333,7 @@ class OutcomeLog:
     @staticmethod
     def _write_group(outcomes: list[outbox.Outcome]) -> None:
         with transaction() as session:
+            without_waiting_for_disk(session)  # a record lost with the database is a resend, same Message-ID
             outbox.record(session, outcomes)
 
     def flush(self) -> None:

@@ -40,3 +40,15 @@ def test_utc_round_trip_and_naive_refused(db_url):
     with pytest.raises(Exception, match="naive"):
         with transaction() as s:
             s.add(Tutor(id=2, name="T2", email="t2@example.com", created_at=datetime(2026, 1, 1)))
+
+
+def test_a_transaction_can_skip_waiting_for_the_disk_on_postgresql_only(db_url):
+    from db.session import is_postgres, without_waiting_for_disk
+
+    with transaction(db_url) as s:
+        without_waiting_for_disk(s)
+        if is_postgres(s):
+            assert s.scalar(text("SHOW synchronous_commit")) == "off"
+    with transaction(db_url) as s:  # SET LOCAL: the next transaction waits for the disk again
+        if is_postgres(s):
+            assert s.scalar(text("SHOW synchronous_commit")) == "on"
