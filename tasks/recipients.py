@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from db.events import Category, SkipReason
 from db.models import EmailPreference
@@ -18,8 +18,9 @@ def age_on(birth_date: date, day: date) -> int:
     return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
+    """Who gets a message (a tuple: a million-recipient campaign makes a million of them)."""
+
     email: str | None
     name: str | None
     type: str  # tutor | student | parent | manager
