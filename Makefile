@@ -75,5 +75,10 @@ bench-analytics: $(STAMP)
 bench-ratelimit: $(STAMP) smtp-sink
 	$(PY) benchmarks/ratelimit.py
 
+# a Prefect server on PostgreSQL and two process workers send 20,000 due messages into smtp-sink; one
+# worker's host is killed mid-batch and comes back (about 3 minutes)
+bench-scaleout: $(STAMP) smtp-sink
+	$(PY) benchmarks/scaleout.py
+
 clean:
 	rm -rf var reports

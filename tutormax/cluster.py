@@ -528,13 +528,30 @@ def _up(config: ClusterConfig, registry: Registry, env: dict[str, str], say: Cal
     say(f"Prefect database {database.render_as_string(hide_password=True)} ({'created' if made else 'exists'})")
     upgrade(config.database_url)
     say(f"application database {make_url(config.database_url).render_as_string(hide_password=True)} migrated")
+    start_server(config, registry, say)
+    prepare_server(config, env, say)
+    for number in range(1, config.workers + 1):
+        start_worker(config, number, env, registry, say)
+    tracker = launch("tracker", "tracker", tracker_command(config), env, config.root / "tracker.log")
+    registry.add(tracker)
+    wait_until(lambda: tracker_healthy(config.tracker_bind), 60, f"tracker at http://{config.tracker_bind}/healthz",
+               tracker)
+    say(f"tracker under gunicorn at http://{config.tracker_bind} (pid {tracker.pid}), log {tracker.log}")
+    say(f"\nPrefect UI: {config.ui_url}\nexport PREFECT_API_URL={config.api_url}  # for prefect commands in this shell")
 
+
+def start_server(config: ClusterConfig, registry: Registry, say: Callable[[str], None] = print) -> Launched:
+    """`prefect server start` on the cluster's PostgreSQL database, waited for until it answers."""
     server = launch("prefect-server", "server", server_command(config), server_env(config),
                     config.root / "prefect-server.log")
     registry.add(server)
     say(f"Prefect server starting (pid {server.pid}), log {server.log}")
     wait_until(lambda: healthy(config.api_url), 180, f"answer at {config.api_url}/health", server)
+    return server
 
+
+def prepare_server(config: ClusterConfig, env: Mapping[str, str], say: Callable[[str], None] = print) -> None:
+    """The work pool (if missing), every deployment in prefect.yaml, and the crash automation."""
     step_log = config.root / "setup.log"
     if pool_exists(config):
         say(f"work pool {config.pool} exists")
@@ -547,17 +564,15 @@ def _up(config: ClusterConfig, registry: Registry, env: dict[str, str], say: Cal
     say(f"automation {AUTOMATION_NAME!r}: Crashed after {config.crash_after_seconds} s without a heartbeat "
         f"(heartbeat every {config.heartbeat_seconds} s)")
 
-    for number in range(1, config.workers + 1):
-        worker = launch(worker_name(number), "worker", worker_command(config, number), env,
-                        config.root / f"{worker_name(number)}.log")
-        registry.add(worker)
-        say(f"{worker.name} polling {config.pool} (pid {worker.pid}), log {worker.log}")
-    tracker = launch("tracker", "tracker", tracker_command(config), env, config.root / "tracker.log")
-    registry.add(tracker)
-    wait_until(lambda: tracker_healthy(config.tracker_bind), 60, f"tracker at http://{config.tracker_bind}/healthz",
-               tracker)
-    say(f"tracker under gunicorn at http://{config.tracker_bind} (pid {tracker.pid}), log {tracker.log}")
-    say(f"\nPrefect UI: {config.ui_url}\nexport PREFECT_API_URL={config.api_url}  # for prefect commands in this shell")
+
+def start_worker(config: ClusterConfig, number: int, env: Mapping[str, str], registry: Registry,
+                 say: Callable[[str], None] = print) -> Launched:
+    """One `prefect worker start` on the pool; its log is appended to, so a restarted worker keeps its history."""
+    worker = launch(worker_name(number), "worker", worker_command(config, number), env,
+                    config.root / f"{worker_name(number)}.log")
+    registry.add(worker)
+    say(f"{worker.name} polling {config.pool} (pid {worker.pid}), log {worker.log}")
+    return worker
 
 
 def down(config: ClusterConfig, say: Callable[[str], None] = print) -> list[str]:
