@@ -138,11 +138,16 @@ class CpuShare:
         self.total[kind] += total
         self.ours[kind] += ours
 
-    def figures(self, kind: str) -> dict[str, float]:
-        """machine_busy (0-1 of every core) and others_busy (the part of it that was not this benchmark's)."""
+    def figures(self, kind: str, messages: int = 0) -> dict[str, float]:
+        """machine_busy (0-1 of every core), others_busy (the part that was not this benchmark's), and the CPU
+        this benchmark's processes (workers, runs, server, PostgreSQL, sink) spent per message sent."""
         total = self.total[kind] or 1
-        return {"machine_busy": round(self.busy[kind] / total, 3),
-                "others_busy": round(max(0, self.busy[kind] - self.ours[kind]) / total, 3), "cores": os.cpu_count()}
+        figures = {"machine_busy": round(self.busy[kind] / total, 3),
+                   "others_busy": round(max(0, self.busy[kind] - self.ours[kind]) / total, 3),
+                   "cores": os.cpu_count()}
+        if messages:
+            figures["cpu_ms_per_msg"] = round(self.ours[kind] / os.sysconf("SC_CLK_TCK") * 1000 / messages, 3)
+        return figures
 
     def _our_ticks(self) -> int:
         from tutormax.cluster import descendants
@@ -240,10 +245,12 @@ def wait_for(check, timeout: float, what: str, poll: float = 0.25):
         time.sleep(poll)
 
 
-def worker_of(run_id: str, logs: dict[str, Path]) -> str | None:
-    """Which worker ran a flow run, from the workers' logs (each names the runs it submits)."""
+def worker_of(run_id: Any, logs: dict[str, Path]) -> str | None:
+    """Which worker ran a flow run, from the workers' logs: each logs the runs it submits, and aborts
+    the submission of a run another worker took first."""
     for name, path in logs.items():
-        if run_id in path.read_text(errors="replace"):
+        text = path.read_text(errors="replace")
+        if f"submitting flow run '{run_id}'" in text and f"Aborted submission of flow run '{run_id}'" not in text:
             return name
     return None
 
@@ -373,7 +380,7 @@ def main() -> None:
             count = sum(1 for t in arrived if any(b <= t < e for b, e in spans))
             rates[kind] = (count / sum(e - b for b, e in spans) if spans else 0.0, count, len(spans))
             log(f"{kind} sending: {rates[kind][1]:,} messages in {len(spans)} windows, "
-                f"{rates[kind][0]:,.0f}/s ({cpu.figures(kind)})")
+                f"{rates[kind][0]:,.0f}/s ({cpu.figures(kind, count)})")
 
         # -- worker 1's host dies while both send
         os.killpg(os.getpgid(run_pid[1]), signal.SIGKILL)  # the run and its worker at once
@@ -401,7 +408,7 @@ def main() -> None:
         arrivals = sink.arrivals()
         labels = {"deliver-outbox killed": run_id[1], "deliver-outbox survivor": run_id[2],
                   "feedback-reminders after the lease": recovery[0], "deliver-outbox after the lease": recovery[1]}
-        runs_on = {label: worker_of(str(run), logs) for label, run in labels.items()}
+        runs_on = {label: worker_of(run, logs) for label, run in labels.items()}
         failed = False
     finally:
         if frozen:
@@ -442,9 +449,9 @@ def main() -> None:
          crash_after_s=config.crash_after_seconds)
     (one_rate, one_count, one_windows), (two_rate, two_count, two_windows) = rates["one"], rates["two"]
     emit("throughput_1_worker_msgs_per_s", round(one_rate, 1), "msg/s", messages=one_count, windows=one_windows,
-         window_s=args.window, **cpu.figures("one"))
+         window_s=args.window, **cpu.figures("one", one_count))
     emit("throughput_2_workers_msgs_per_s", round(two_rate, 1), "msg/s", messages=two_count, windows=two_windows,
-         window_s=args.window, **cpu.figures("two"))
+         window_s=args.window, **cpu.figures("two", two_count))
     ratio = round(two_rate / one_rate, 3) if one_rate else None
     emit("throughput_2_workers_over_1", ratio, "ratio", baseline="throughput_1_worker_msgs_per_s", ratio=ratio)
     emit("elapsed_s", round(time.monotonic() - started, 1), "s", target_s=1200)

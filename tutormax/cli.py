@@ -115,6 +115,12 @@ def cmd_cluster(args: argparse.Namespace) -> None:
             sys.exit(f"cluster up failed: {exc}")
     elif args.action == "down":
         cluster.down(config)
+    elif args.action == "automation":
+        api_url = args.api_url or os.environ.get("PREFECT_API_URL") or config.api_url
+        cluster.apply_crash_automation(config, api_url)
+        print(f"{api_url}: automation {cluster.AUTOMATION_NAME!r} marks a flow run Crashed "
+              f"{config.crash_after_seconds} s after its last heartbeat; workers must beat more often "
+              f"(PREFECT_FLOWS_HEARTBEAT_FREQUENCY={config.heartbeat_seconds})")
     else:
         print("\n".join(cluster.status(config)))
 
@@ -315,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
                                               "or tutormax_prefect)")
     actions.add_parser("down", help="stop exactly what `up` started (and the flow runs its workers started)")
     actions.add_parser("status", help="what runs, whether the API and the tracker answer, workers online")
+    q = actions.add_parser("automation", help="create (or replace) only the automation that marks runs Crashed when "
+                                              "their heartbeats stop, on a production server")
+    q.add_argument("--api-url", help="the Prefect API (default PREFECT_API_URL)")
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("ingest-journal", help="move events the tracker journaled during a database outage into the database")

@@ -418,13 +418,19 @@ def ensure_database(postgres_url: str, name: str) -> bool:
     """Create the Prefect server's database unless it exists; whether it was created."""
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(postgres_url).set(drivername="postgresql+psycopg2")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}):
                 return False
             conn.execute(text(f'CREATE DATABASE "{name}"'))  # the name was checked: letters, digits, _
             return True
+    except SQLAlchemyError as exc:  # its text would hold the URL: name the server, never the password
+        raise ClusterError(f"cannot create the Prefect database {name!r} on {url.render_as_string(hide_password=True)} "
+                           f"(CLUSTER_POSTGRES_URL): {type(exc).__name__}") from None
     finally:
         engine.dispose()
 
@@ -452,12 +458,13 @@ def tail(log: Path | str, lines: int = 20) -> str:
 
 
 @contextmanager
-def _prefect_client(config: ClusterConfig) -> Iterator[Any]:
-    """A Prefect client on the cluster's server, whatever PREFECT_API_URL this shell has."""
+def _prefect_client(config: ClusterConfig, api_url: str | None = None) -> Iterator[Any]:
+    """A Prefect client on the cluster's server (or api_url), whatever PREFECT_API_URL this shell has."""
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: config.api_url}), get_client(sync_client=True) as client:
+    with temporary_settings(updates={PREFECT_API_URL: api_url or config.api_url}), \
+            get_client(sync_client=True) as client:
         yield client
 
 
@@ -472,10 +479,11 @@ def pool_exists(config: ClusterConfig) -> bool:
     return True
 
 
-def apply_crash_automation(config: ClusterConfig) -> None:
-    """Create the crash automation, replacing one of the same name (so a changed heartbeat takes effect)."""
+def apply_crash_automation(config: ClusterConfig, api_url: str | None = None) -> None:
+    """Create the crash automation on the cluster's server (or api_url's), replacing one of the same name
+    (so a changed heartbeat takes effect)."""
     automation = crash_automation(config)
-    with _prefect_client(config) as client:
+    with _prefect_client(config, api_url) as client:
         for old in client.read_automations_by_name(AUTOMATION_NAME):
             client.delete_automation(old.id)
         client.create_automation(automation)
