@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo ui test serve sink tracker cluster cluster-down cluster-status bench-delivery bench-tracker bench-analytics bench-ratelimit bench-scaleout smtp-sink clean
+.PHONY: install demo ui test serve sink tracker cluster cluster-down cluster-status bench-delivery bench-tracker bench-analytics bench-ratelimit bench-scaleout bench-acquires smtp-sink clean
 
 install: $(STAMP)
 
@@ -79,6 +79,10 @@ bench-ratelimit: $(STAMP) smtp-sink
 # worker's host is killed mid-batch and comes back (about 3 minutes)
 bench-scaleout: $(STAMP) smtp-sink
 	$(PY) benchmarks/scaleout.py
+
+# send-rate limit acquires a Prefect server on PostgreSQL answers a second (about a minute)
+bench-acquires: $(STAMP)
+	$(PY) benchmarks/acquires.py
 
 clean:
 	rm -rf var reports

@@ -51,6 +51,9 @@ DB_NAME = "tutormax_bench_scaleout"
 PREFECT_DB = "tutormax_bench_scaleout_prefect"
 MESSAGE_ID = re.compile(rb"^message-id:\s*<(\d+)\.", re.IGNORECASE | re.MULTILINE)
 FINAL = {"sent", "failed", "skipped"}  # a message that will not be sent again by anyone
+WARM_UP = 1.5  # seconds of both runs sending before the first window
+MIN_WINDOW = 1.0
+RESERVE = 5000  # messages left after the windows: the kill must find both runs mid-batch
 
 
 class Gate:
@@ -114,64 +117,71 @@ class Sink:
 
 
 class CpuShare:
-    """How busy the machine was, and how much of that was other people's work, window by window.
+    """How busy the machine was, how much of that was other people's work, and where ours went, window by window.
 
     These 2-core machines are shared: a test suite elsewhere takes a core from the workers. Ours
-    is this process, the sink, every process the cluster started and their children (flow runs),
-    and the PostgreSQL backends serving our two databases; the rest of the machine's busy time is
-    others'.
+    is this process, the sink, the Prefect server, the workers and their flow runs, and the
+    PostgreSQL backends serving our two databases; the rest of the machine's busy time is others'.
     """
 
-    def __init__(self, roots: list[int], databases: tuple[str, ...]) -> None:
-        self.roots, self.databases = roots, databases
+    def __init__(self, parts: dict[str, int], databases: dict[str, str]) -> None:
+        self.parts = parts  # component -> the pid at its root (its descendants are counted with it)
+        self.databases = databases  # component -> a database whose backends it owns
         self.busy: Counter[str] = Counter()  # machine busy ticks by kind of window
-        self.ours: Counter[str] = Counter()
         self.total: Counter[str] = Counter()
+        self.ours: dict[str, Counter[str]] = defaultdict(Counter)  # by kind of window, by component
 
-    def sample(self) -> tuple[int, int, int]:
-        """(machine busy, machine total, ours): clock ticks summed over every core."""
+    def sample(self) -> tuple[int, int, Counter[str]]:
+        """(machine busy, machine total, ours by component): clock ticks summed over every core."""
         return (*_machine_ticks(), self._our_ticks())
 
-    def add(self, kind: str, before: tuple[int, int, int], after: tuple[int, int, int]) -> None:
-        busy, total, ours = (a - b for a, b in zip(after, before))
-        self.busy[kind] += busy
-        self.total[kind] += total
-        self.ours[kind] += ours
+    def add(self, kind: str, before: tuple[int, int, Counter[str]], after: tuple[int, int, Counter[str]]) -> None:
+        self.busy[kind] += after[0] - before[0]
+        self.total[kind] += after[1] - before[1]
+        for part in after[2].keys() | before[2].keys():
+            self.ours[kind][part] += after[2][part] - before[2][part]
 
-    def figures(self, kind: str, messages: int = 0) -> dict[str, float]:
-        """machine_busy (0-1 of every core), others_busy (the part that was not this benchmark's), and the CPU
-        this benchmark's processes (workers, runs, server, PostgreSQL, sink) spent per message sent."""
-        total = self.total[kind] or 1
-        figures = {"machine_busy": round(self.busy[kind] / total, 3),
-                   "others_busy": round(max(0, self.busy[kind] - self.ours[kind]) / total, 3),
-                   "cores": os.cpu_count()}
-        if messages:
-            figures["cpu_ms_per_msg"] = round(self.ours[kind] / os.sysconf("SC_CLK_TCK") * 1000 / messages, 3)
-        return figures
+    def figures(self, kind: str, messages: int) -> dict[str, Any]:
+        """machine_busy (0-1 of every core), others_busy (the part of it that was not this benchmark's), and the
+        CPU this benchmark's processes spent per message sent, in all and by component."""
+        total, ours = self.total[kind] or 1, sum(self.ours[kind].values())
+        per_message = 1000 / os.sysconf("SC_CLK_TCK") / max(1, messages)
+        return {"machine_busy": round(self.busy[kind] / total, 3),
+                "others_busy": round(max(0, self.busy[kind] - ours) / total, 3), "cores": os.cpu_count(),
+                "cpu_ms_per_msg": round(ours * per_message, 3),
+                # a PostgreSQL backend that closes takes its ticks along: a part can come out a bit low
+                "cpu_ms_per_msg_by_part": {part: round(max(0, ticks) * per_message, 3)
+                                           for part, ticks in sorted(self.ours[kind].items())}}
 
-    def _our_ticks(self) -> int:
+    def _our_ticks(self) -> Counter[str]:
         from tutormax.cluster import descendants
 
-        pids = {os.getpid(), *self.roots}
-        for root in self.roots:
-            pids.update(descendants(root))
+        owner = {os.getpid(): "benchmark"}
+        for part, root in self.parts.items():
+            for pid in (root, *descendants(root)):
+                owner.setdefault(pid, part)
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 try:
-                    command = Path(entry.path, "cmdline").read_bytes()
+                    command = Path(entry.path, "cmdline").read_bytes().split(b"\0")[0]
                 except OSError:
                     continue
-                if command.startswith(b"postgres: ") and any(db.encode() in command for db in self.databases):
-                    pids.add(int(entry.name))
-        total = 0
-        for pid in pids:
+                if command.startswith(b"postgres: "):
+                    # "postgres: 15/main: <user> <database> <client> <state>": the database is the 4th word
+                    words = command.split()
+                    database = words[3].decode() if len(words) > 3 else ""
+                    part = next((p for p, db in self.databases.items() if db == database), None)
+                    if part:
+                        owner[int(entry.name)] = part
+        ticks: Counter[str] = Counter()
+        for pid, part in owner.items():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             # utime, stime, and those of its children it has reaped (fields 14-17 of proc(5))
-            total += sum(int(f) for f in fields[11:15])
-        return total
+            ticks[part] += sum(int(f) for f in fields[11:15])
+        return ticks
 
 
 def freeze(pid: int, frozen: bool) -> None:
@@ -296,7 +306,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20000, help="due messages in the backlog")
     parser.add_argument("--lease", type=int, default=30, help="DELIVERY_CLAIM_LEASE_SECONDS for the run")
-    parser.add_argument("--window", type=float, default=2.5, help="seconds of each throughput window")
+    parser.add_argument("--window", type=float, default=2.5,
+                        help="seconds of each throughput window, at most (shorter when the backlog would run out)")
     parser.add_argument("--cycles", type=int, default=4, help="pairs of windows: both runs, then one")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the sink's files")
     args = parser.parse_args()
@@ -353,26 +364,49 @@ def main() -> None:
             run_pid[n], run_id[n] = pid, run.id
         if sorted(run_pid) != [1, 2]:
             sys.exit(f"the two runs did not go one to each worker: {run_pid}")
-        cpu = CpuShare([server.pid, sink.process.pid, *(w.pid for w in workers.values())], (DB_NAME, PREFECT_DB))
+        cpu = CpuShare({"prefect server": server.pid, "sink": sink.process.pid, "worker-1 + its run": workers[1].pid,
+                        "worker-2 + its run": workers[2].pid},
+                       {"postgres (application)": DB_NAME, "postgres (prefect)": PREFECT_DB})
         gate.open()
         released = time.time()
-        time.sleep(args.window)  # first claims, templates compiled: not counted
+        wait_for(lambda: sink.count() > 0, 60, "first arrival after the gate", 0.05)
+        warm = sink.count()
+        time.sleep(WARM_UP)  # the first batches: not counted
+        # windows as long as the backlog allows: what is left after them must outlast the kill
+        pace = max(1.0, (sink.count() - warm) / WARM_UP)
+        budget = (args.n - sink.count() - RESERVE) / pace
+        window = min(args.window, max(MIN_WINDOW, budget / (2 * args.cycles)))
+        log(f"windows of {window:.1f} s (both sending, then one), at about {pace:,.0f}/s so far")
         windows: list[tuple[str, float, float]] = []
         for cycle in range(args.cycles):
             for kind, freezing in (("two", None), ("one", 2 if cycle % 2 == 0 else 1)):
-                if args.n - sink.count() < 3000:
-                    break  # keep a backlog for the kill and the survivor
+                # the pace so far (the warm-up's is low): stop while a window's worth and the reserve are left
+                if args.n - sink.count() < RESERVE + pace * window:
+                    break
                 if freezing:
                     frozen = run_pid[freezing]
                     freeze(frozen, True)
-                before, begin = cpu.sample(), time.time()
-                time.sleep(args.window)
+                before, begin, count = cpu.sample(), time.time(), sink.count()
+                time.sleep(window)
                 end = time.time()
                 cpu.add(kind, before, cpu.sample())
+                pace = max(pace, (sink.count() - count) / (end - begin))
                 if frozen:
                     freeze(frozen, False)
                     frozen = None
                 windows.append((kind, begin, end))
+            else:
+                continue
+            break
+
+        # -- worker 1's host dies while both send
+        if not run_state(run_id[1]).state.is_running():
+            sys.exit("scaleout: the backlog ran out before the kill; a larger --n gives the windows room")
+        os.killpg(os.getpgid(run_pid[1]), signal.SIGKILL)  # the run and its worker at once
+        os.killpg(workers[1].pid, signal.SIGKILL)
+        killed = time.time()
+        log(f"killed worker-1 (pid {workers[1].pid}) and its flow run's process group (pid {run_pid[1]}) "
+            f"{killed - released:.1f} s after the gate opened, {sink.count():,} messages at the sink")
         arrived = [t for t, _ in sink.arrivals()]
         rates = {}
         for kind in ("one", "two"):
@@ -381,13 +415,6 @@ def main() -> None:
             rates[kind] = (count / sum(e - b for b, e in spans) if spans else 0.0, count, len(spans))
             log(f"{kind} sending: {rates[kind][1]:,} messages in {len(spans)} windows, "
                 f"{rates[kind][0]:,.0f}/s ({cpu.figures(kind, count)})")
-
-        # -- worker 1's host dies while both send
-        os.killpg(os.getpgid(run_pid[1]), signal.SIGKILL)  # the run and its worker at once
-        os.killpg(workers[1].pid, signal.SIGKILL)
-        killed = time.time()
-        log(f"killed worker-1 (pid {workers[1].pid}) and its flow run's process group (pid {run_pid[1]}) "
-            f"{killed - released:.1f} s after the gate opened, {sink.count():,} messages at the sink")
         cluster.start_worker(config, 1, env, registry, log)  # started again, as a supervisor would
         wait_final([run_id[2]], 300)
         left = claimed_now()
@@ -449,9 +476,9 @@ def main() -> None:
          crash_after_s=config.crash_after_seconds)
     (one_rate, one_count, one_windows), (two_rate, two_count, two_windows) = rates["one"], rates["two"]
     emit("throughput_1_worker_msgs_per_s", round(one_rate, 1), "msg/s", messages=one_count, windows=one_windows,
-         window_s=args.window, **cpu.figures("one", one_count))
+         window_s=round(window, 2), **cpu.figures("one", one_count))
     emit("throughput_2_workers_msgs_per_s", round(two_rate, 1), "msg/s", messages=two_count, windows=two_windows,
-         window_s=args.window, **cpu.figures("two", two_count))
+         window_s=round(window, 2), **cpu.figures("two", two_count))
     ratio = round(two_rate / one_rate, 3) if one_rate else None
     emit("throughput_2_workers_over_1", ratio, "ratio", baseline="throughput_1_worker_msgs_per_s", ratio=ratio)
     emit("elapsed_s", round(time.monotonic() - started, 1), "s", target_s=1200)
