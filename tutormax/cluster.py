@@ -230,7 +230,7 @@ def crash_automation(config: ClusterConfig) -> Any:
         name=AUTOMATION_NAME,
         description=(f"Marks a flow run Crashed when {config.crash_after_seconds} s pass after a heartbeat with "
                      f"neither another heartbeat nor a final state (workers beat every {config.heartbeat_seconds} s: "
-                     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY). Created by `tutormax cluster up`."),
+                     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY). Created by `tutormax cluster`."),
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
