@@ -66,6 +66,7 @@ class Gate:
         self.conn: Any = None
 
     def close(self) -> None:
+        """Take the lock: from now on a claim waits."""
         from sqlalchemy import text
 
         self.conn = self.engine.connect()
@@ -80,12 +81,14 @@ class Gate:
                                     "WHERE c.relname = 'email_messages' AND NOT l.granted"))
 
     def open(self) -> None:
+        """Let the waiting claims through together."""
         if self.conn is not None:
             self.conn.rollback()
             self.conn.close()
             self.conn = None
 
     def dispose(self) -> None:
+        """Open the gate if closed and close its connections."""
         self.open()
         self.engine.dispose()
 
@@ -99,6 +102,7 @@ class Sink:
         self.process = start_sink(self.port, folder)
 
     def count(self) -> int:
+        """Messages accepted so far."""
         return sum(1 for _ in os.scandir(self.folder))
 
     def arrivals(self) -> list[tuple[float, int | None]]:
@@ -112,6 +116,7 @@ class Sink:
         return sorted(found, key=lambda arrival: arrival[0])
 
     def stop(self) -> None:
+        """End the sink (its files stay)."""
         self.process.terminate()
         self.process.wait()
 
@@ -193,6 +198,7 @@ def freeze(pid: int, frozen: bool) -> None:
 
 
 def client():
+    """A Prefect client on the benchmark's server (PREFECT_API_URL)."""
     from prefect import get_client
 
     return get_client(sync_client=True)
@@ -222,6 +228,7 @@ def trigger(name: str, **parameters: Any):
 
 
 def run_state(run_id) -> Any:
+    """The flow run as the server has it now."""
     with client() as c:
         return c.read_flow_run(run_id)
 
@@ -245,6 +252,7 @@ def wait_final(run_ids: list, timeout: float) -> list[Any]:
 
 
 def wait_for(check, timeout: float, what: str, poll: float = 0.25):
+    """check()'s first true value; exits naming what did not happen within timeout seconds."""
     give_up = time.monotonic() + timeout
     while True:
         value = check()
@@ -269,6 +277,7 @@ def worker_of(run_id: Any, logs: dict[str, Path]) -> str | None:
 
 
 def outbox_rows() -> list[Any]:
+    """Every message's id, status, type, metadata and reasons, as the database has them at the end."""
     from sqlalchemy import select
 
     from db.models import EmailMessage
@@ -281,6 +290,7 @@ def outbox_rows() -> list[Any]:
 
 
 def claimed_now() -> set[int]:
+    """The messages claimed and not yet recorded (once the survivor has ended: the dead run's)."""
     from sqlalchemy import select
 
     from db.models import EmailMessage

@@ -59,6 +59,7 @@ class ClusterError(RuntimeError):
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A whole number from the environment, or default when unset; ConfigError naming the variable."""
     value = env.get(name, "").strip()
     if not value:
         return default
@@ -137,10 +138,12 @@ class ClusterConfig:
 
     @property
     def api_url(self) -> str:
+        """The Prefect API, as PREFECT_API_URL names it."""
         return f"http://{self.host}:{self.port}/api"
 
     @property
     def ui_url(self) -> str:
+        """The Prefect UI."""
         return f"http://{self.host}:{self.port}"
 
     @property
@@ -162,10 +165,12 @@ def prefect_command(*args: str) -> list[str]:
 
 
 def server_command(config: ClusterConfig) -> list[str]:
+    """The Prefect server on the cluster's address (its database comes from server_env)."""
     return prefect_command("server", "start", "--host", config.host, "--port", str(config.port))
 
 
 def work_pool_command(config: ClusterConfig) -> list[str]:
+    """The process work pool prefect.yaml names."""
     return prefect_command("work-pool", "create", config.pool, "--type", "process")
 
 
@@ -175,6 +180,7 @@ def deploy_command() -> list[str]:
 
 
 def worker_command(config: ClusterConfig, number: int) -> list[str]:
+    """One worker on the pool, named for its number and host, taking at most worker_limit runs at once."""
     command = prefect_command("worker", "start", "--pool", config.pool, "--type", "process",
                               "--name", f"{worker_name(number)}@{os.uname().nodename}")
     if config.worker_limit:
@@ -188,6 +194,7 @@ def tracker_command(config: ClusterConfig) -> list[str]:
 
 
 def worker_name(number: int) -> str:
+    """worker-1, worker-2...: its log's name and, with the host, its name in Prefect."""
     return f"worker-{number}"
 
 
@@ -208,6 +215,7 @@ def base_env(config: ClusterConfig, environ: Mapping[str, str] | None = None) ->
 
 
 def server_env(config: ClusterConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """base_env and the server's own database (the only process that gets its URL)."""
     env = base_env(config, environ)
     env["PREFECT_API_DATABASE_CONNECTION_URL"] = config.prefect_database_url().render_as_string(hide_password=False)
     return env
@@ -278,6 +286,7 @@ class Launched:
     log: str = ""
 
     def alive(self) -> bool:
+        """Whether this very process (not a later one with its pid) still runs."""
         return start_ticks(self.pid) == self.started
 
     def group_members(self) -> list[int]:
@@ -294,6 +303,7 @@ class Launched:
         return members
 
     def running(self) -> bool:
+        """Whether anything of it runs: the leader, or what is left of its session."""
         return self.alive() or bool(self.group_members())
 
 
@@ -334,6 +344,7 @@ class Registry:
         self.path = root / REGISTRY
 
     def load(self) -> list[Launched]:
+        """What was started, in order (nothing if no cluster was started here)."""
         try:
             rows = json.loads(self.path.read_text())["processes"]
         except FileNotFoundError:
@@ -341,19 +352,23 @@ class Registry:
         return [Launched(**row) for row in rows]
 
     def save(self, processes: Iterable[Launched]) -> None:
+        """Write the list whole, atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"processes": [asdict(p) for p in processes]}, indent=1))
         temporary.replace(self.path)  # never half a file, even if `up` is killed
 
     def add(self, process: Launched) -> None:
+        """Record one more start."""
         self.save([*self.load(), process])
 
     def clear(self) -> None:
+        """Forget everything: it has been stopped."""
         self.path.unlink(missing_ok=True)
 
 
 def _signal_group(process: Launched, sig: int) -> None:
+    """Signal the process's group, and the stragglers of its session once its leader is gone."""
     try:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -450,6 +465,7 @@ def run_step(what: str, command: Sequence[str], env: Mapping[str, str], log: Pat
 
 
 def tail(log: Path | str, lines: int = 20) -> str:
+    """The end of a log, indented, for an error message."""
     try:
         text = Path(log).read_text(errors="replace")
     except OSError:
@@ -469,6 +485,7 @@ def _prefect_client(config: ClusterConfig, api_url: str | None = None) -> Iterat
 
 
 def pool_exists(config: ClusterConfig) -> bool:
+    """Whether the server has the work pool already."""
     from prefect.exceptions import ObjectNotFound
 
     with _prefect_client(config) as client:
@@ -490,6 +507,7 @@ def apply_crash_automation(config: ClusterConfig, api_url: str | None = None) ->
 
 
 def wait_until(check: Callable[[], bool], deadline: float, what: str, alive: Launched | None = None) -> None:
+    """Poll check until it holds; ClusterError if alive ends first or deadline seconds pass."""
     give_up = time.monotonic() + deadline
     while not check():
         if alive is not None and not alive.running():
@@ -500,6 +518,7 @@ def wait_until(check: Callable[[], bool], deadline: float, what: str, alive: Lau
 
 
 def tracker_healthy(bind: str) -> bool:
+    """Whether the tracker answers its health check at bind."""
     try:
         with urllib.request.urlopen(f"http://{bind}/healthz", timeout=2) as response:
             return response.status == 200
@@ -529,6 +548,7 @@ def up(config: ClusterConfig, say: Callable[[str], None] = print) -> None:
 
 
 def _up(config: ClusterConfig, registry: Registry, env: dict[str, str], say: Callable[[str], None]) -> None:
+    """The steps of `up` in order, each start recorded as it happens."""
     from db.migrate import upgrade
 
     database = config.prefect_database_url()
@@ -621,6 +641,7 @@ def workers_online(config: ClusterConfig) -> int | None:
 
 
 def status(config: ClusterConfig) -> list[str]:
+    """`tutormax cluster status`: the recorded processes, then what the server and the tracker answer."""
     processes = Registry(config.root).load()
     api_up = healthy(config.api_url) if processes else False
     return status_lines(config, processes, api_up, tracker_healthy(config.tracker_bind) if processes else False,

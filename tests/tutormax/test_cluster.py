@@ -35,14 +35,17 @@ SLEEPER = "import time; time.sleep(600)"
 
 
 def config(tmp_path: Path, **changes) -> cluster.ClusterConfig:
+    """A cluster configuration rooted in the test's folder."""
     return cluster.ClusterConfig(root=tmp_path / "cluster", pool="tutormax-mail", database_url="sqlite://", **changes)
 
 
 def gone(pid: int) -> bool:
+    """No such process, or only its exit status left (a zombie has ended)."""
     return cluster.start_ticks(pid) is None
 
 
 def wait_for(check, seconds: float = 10.0) -> bool:
+    """Whether check came to hold within seconds."""
     give_up = time.monotonic() + seconds
     while not check():
         if time.monotonic() > give_up:
