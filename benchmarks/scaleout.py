@@ -54,6 +54,7 @@ FINAL = {"sent", "failed", "skipped"}  # a message that will not be sent again b
 WARM_UP = 1.5  # seconds of both runs sending before the first window
 MIN_WINDOW = 1.0
 RESERVE = 5000  # messages left after the windows: the kill must find both runs mid-batch
+SETTLE = 0.7  # seconds of both sending between the last window and the kill
 
 
 class Gate:
@@ -409,7 +410,9 @@ def main() -> None:
                 continue
             break
 
-        # -- worker 1's host dies while both send
+        # -- worker 1's host dies while both send: both mid-batch again first (a run thawed this instant may
+        # still sit between two batches, holding no claim)
+        time.sleep(SETTLE)
         if not run_state(run_id[1]).state.is_running():
             sys.exit("scaleout: the backlog ran out before the kill; a larger --n gives the windows room")
         os.killpg(os.getpgid(run_pid[1]), signal.SIGKILL)  # the run and its worker at once
@@ -428,7 +431,8 @@ def main() -> None:
         cluster.start_worker(config, 1, env, registry, log)  # started again, as a supervisor would
         wait_final([run_id[2]], 300)
         left = claimed_now()
-        log(f"worker-2's run has ended; the dead run left {len(left)} claims")
+        log(f"worker-2's run has ended; the dead run left {len(left)} claims"
+            + ("" if left else " (it was between two batches when it died: no in-flight window to measure)"))
         # the lease runs on the wall clock from each claim, the newest made before the kill
         wait_for(lambda: time.time() > killed + args.lease + 1, args.lease + 5, "lease", 0.5)
         recovery = [trigger("feedback-reminders"), trigger("deliver-outbox")]
@@ -479,7 +483,8 @@ def main() -> None:
     emit("lost", len(lost_sent) + len(unaccounted), "messages", target=0, sent_not_at_sink=len(lost_sent),
          not_final=len(unaccounted))
     emit("duplicates", duplicates, "reasons", target=0, unknown_message_ids=at_sink.get(None, 0))
-    emit("resent_same_message_id", resent, "messages", claims_left_by_kill=len(left), lease_s=args.lease)
+    emit("resent_same_message_id", resent, "messages", claims_left_by_kill=len(left), mid_batch=bool(left),
+         lease_s=args.lease)
     emit("crashed_runs_recovered", int(recovered), "runs", baseline="killed_runs",
          killed_runs=1, ratio=float(recovered), crashed_after_s=round(crashed_after, 1),
          claims_recovered_after_s=round(recovered_after, 1), heartbeat_s=config.heartbeat_seconds,
