@@ -150,6 +150,13 @@ def unfinished(session: Session, campaign_id: str, *, test_only: bool = False) -
     return bool(session.scalar(select(exists().where(*where))))
 
 
+def test_finished(session: Session, campaign_id: str) -> datetime | None:
+    """When the test portion's last message became final (sent or failed), None if none did."""
+    m = EmailMessage
+    return session.scalar(select(func.max(func.coalesce(m.sent_at, m.failed_at))).where(
+        _messages(campaign_id), m.ab_variant.is_not(None)))
+
+
 def to_send(session: Session, campaign_id: str, cap: int) -> int:
     """How many of its messages are meant to go (not skipped), counted up to cap."""
     m = EmailMessage

@@ -49,7 +49,19 @@ def copy_into_temp(session: Session, table: str, columns: Sequence[tuple[str, st
         definition = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({definition}) ON COMMIT DELETE ROWS")
         cursor.execute(f"DELETE FROM {table}")  # a second bulk write in one transaction starts empty
-        data = "".join("\t".join(map(_field, row)) + "\n" for row in rows)
+        # a JSON value many rows share (a campaign's metadata) is encoded once; the entry keeps the value
+        # alive, so its id cannot be reused by another dict while this copy runs
+        documents: dict[int, tuple[Any, str]] = {}
+
+        def field(value: Any) -> str:
+            if type(value) is dict:
+                known = documents.get(id(value))
+                if known is None:
+                    known = documents[id(value)] = (value, _field(value))
+                return known[1]
+            return _field(value)
+
+        data = "".join("\t".join(map(field, row)) + "\n" for row in rows)
         cursor.copy_expert(f"COPY {table} FROM STDIN WITH (ENCODING 'UTF8')", io.BytesIO(data.encode("utf-8")))
     finally:
         cursor.close()

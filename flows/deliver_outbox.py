@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.pipeline import run_name
+from tasks.campaign_guard import guard_reputation, publish_guard_pauses
 from tasks.deliver import DeliveryReport, apply_send_rate, deliver_due, read_queue
 from tasks.summary import FIGURES, heading, queue_lines, summarize
 from tutormax.clock import resolve_now
@@ -21,6 +22,8 @@ def publish_outbox_summary(summary: dict[str, Any], queue_text: list[str], param
     rows = "\n".join(f"| {name.replace('_', ' ')} | {summary[name]} |" for name in FIGURES if name in summary)
     stopped = (f"Delivery stopped: {summary['delivery_error']}. Unsent messages stay queued for the next run.\n\n"
                if summary["delivery_error"] else "")
+    if summary["paused_campaigns"]:
+        stopped += f"Paused by the reputation guard: {', '.join(summary['paused_campaigns'])}.\n\n"
     create_markdown_artifact(
         key="deliver-outbox-summary", description="deliver-outbox run summary and the queue after it",
         markdown=(heading("deliver-outbox", datetime.fromisoformat(summary["now"]), parameters,
@@ -37,13 +40,16 @@ def deliver_outbox(now: datetime | None = None, budget_seconds: float = 50.0, ba
     settings = get_settings()
     now = resolve_now(now)
     run_at = now or datetime.now(timezone.utc)
-    delivery = None
+    delivery, paused = None, []
     if not dry_run:
         apply_send_rate()
+        paused = guard_reputation(run_at)  # a campaign whose first deliveries bounce stops before more leave
+        publish_guard_pauses(paused)
         delivery = deliver_due(now, batch_size or settings.batch_size, None, budget_seconds)
     queue = read_queue(run_at)
     summary = summarize("deliver-outbox", run_at, {}, delivery or DeliveryReport(), dry_run, explicit_now=now is not None)
     summary["due_after"] = queue.due
+    summary["paused_campaigns"] = [p["campaign_id"] for p in paused]
     publish_outbox_summary(summary, queue_lines(queue, settings.tz),
                            {"dry_run": dry_run, "budget_seconds": budget_seconds, "now": now})
     if delivery and delivery.error:

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from db import campaigns
 from db.session import transaction
 from flows.pipeline import run_name
-from tasks.campaign_guard import guard_reputation
+from tasks.campaign_guard import guard_reputation, publish_guard_pauses
 from tasks.campaign_schedule import complete_finished, start_due
 from tasks.campaign_winner import pick_winner, verdict_markdown
 from tasks.plan_campaigns import PAGE, plan_campaign, preview
@@ -48,11 +48,7 @@ def publish_campaign_summary(run_at: datetime, parameters: dict[str, Any], plann
     create_markdown_artifact(key="scheduled-campaigns-summary", description="scheduled-campaigns run summary",
                              markdown=heading("scheduled-campaigns", run_at, parameters, "campaigns due by then")
                              + ("\n".join(lines) or "No campaign was due.") + "\n")
-    for p in paused:
-        create_markdown_artifact(key=f"campaign-{p['campaign_id']}-guard", description="reputation guard",
-                                 markdown=f"# {p['campaign_id']} paused by the reputation guard\n\n{p['reason']}.\n\n"
-                                 f"{p['held']:,} unsent message(s) held. Look at its bounces and complaints "
-                                 "(`tutormax campaign show`), then cancel it, or resume it with --override-guard.\n")
+    publish_guard_pauses(paused)
     with transaction() as session:
         for campaign_id in decided:
             campaign = campaigns.by_id(session, campaign_id)

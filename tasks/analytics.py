@@ -233,7 +233,7 @@ LABELS = {
     "opens": "Human opens",
     "metric": "Metric", "shown": "Value", "target": "Target", "status": "Status",
     "campaign_name": "Name", "audience": "Audience", "recipients": "Recipients", "sent": "Sent",
-    "winner": "A/B winner sent",
+    "winner": "A/B: sent to the rest",
 }
 
 # After a wide table's group columns, what an analyst reads first: how much went out and whether it arrived,
@@ -244,6 +244,10 @@ READ_FIRST = ("attempted", "delivered", "delivery_rate", "hard_bounce_rate", "so
 # a domain's table: where the mail went and how each receiving system answered
 DOMAIN_COLUMNS = ["domain", "attempted", "delivered", "delivery_rate", "hard_bounce_rate", "soft_bounce_rate",
                   "block_rate", "complained", "complaint_rate"]
+
+# a campaign by its id (made from its name; the CSV has the name too) and what its messages say
+CAMPAIGN_COLUMNS = ["campaign_id", "status", "audience", "recipients", "sent", "bounced", "opened_human", "clicked_human",
+                    "unsubscribed", "complained", "winner"]
 
 # text that may wrap on a phone; names, days and numbers stay on one line
 WRAP = {"metric", "browser", "os", "reason"}
@@ -455,8 +459,8 @@ yellow, one at 0.3% or more red.</p>{_table(report.bounce_reasons)}
 <h2>Bounces and complaints by recipient domain</h2>{_table(report.domains, DOMAIN_COLUMNS)}
 <h2>By template type</h2>{_wide(report.by_template)}
 <h2>By template version and variant</h2>{_wide(report.by_version)}
-<h2>Campaigns</h2><p class=note>Each campaign's counts are all its messages', as `tutormax campaign show` gives
-them; the table under it splits the messages created in this range by variant.</p>{_table(report.campaigns)}
+<h2>Campaigns</h2><p class=note>Each campaign's counts are all its messages', as <code>tutormax campaign show</code> gives
+them; the table under it splits the messages created in this range by variant.</p>{_table(report.campaigns, CAMPAIGN_COLUMNS)}
 <h2>By campaign and variant</h2>{_wide(report.by_campaign)}
 <h2>By day sent</h2>{_wide(report.by_day)}
 <h2>Time to first human open</h2>{_table(report.time_to_open)}

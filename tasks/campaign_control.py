@@ -17,6 +17,7 @@ from db import campaigns, segments
 from db.events import PRIORITY_RANK, CampaignStatus, CampaignType, Category, Priority
 from db.models import EmailCampaign
 from db.session import transaction
+from tasks.announcement import ANNOUNCEMENT
 
 SegmentName = StrEnum("SegmentName", {name.replace("-", "_"): name for name in segments.SEGMENTS})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -116,7 +117,7 @@ def create(form: CampaignForm, *, actor: str, now: datetime) -> EmailCampaign:
         content["b"] = ab.b.model_dump()
     campaign = EmailCampaign(
         campaign_id=campaigns.new_id(form.name), campaign_name=form.name, campaign_type=CampaignType.ANNOUNCEMENT,
-        template_type="announcement", template_version="v1", segment=form.segment.value,
+        template_type=ANNOUNCEMENT.name, template_version="v1", segment=form.segment.value,
         segment_value=form.segment_value, category=Category(form.category).value,
         priority=PRIORITY_RANK[Priority(form.priority)], content=content, ab_test_enabled=ab is not None,
         ab_variant_a_weight=ab.weight_a if ab else 1.0, ab_variant_b_weight=ab.weight_b if ab else 0.0,

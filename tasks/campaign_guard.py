@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
@@ -80,3 +81,12 @@ def guard_reputation(now: datetime) -> list[dict[str, Any]]:
                              reason, held)
         paused.append({"campaign_id": campaign_id, "reason": reason, "held": held})
     return paused
+
+
+def publish_guard_pauses(paused: list[dict[str, Any]]) -> None:
+    """An artifact per campaign the guard paused, saying why and what the operator does next."""
+    for p in paused:
+        create_markdown_artifact(key=f"campaign-{p['campaign_id']}-guard", description="reputation guard",
+                                 markdown=f"# {p['campaign_id']} paused by the reputation guard\n\n{p['reason']}.\n\n"
+                                 f"{p['held']:,} unsent message(s) held. Look at its bounces and complaints "
+                                 "(`tutormax campaign show`), then cancel it, or resume it with --override-guard.\n")

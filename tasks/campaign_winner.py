@@ -29,6 +29,9 @@ from tutormax.logs import run_logger
 
 ALPHA = 0.05
 MIN_SAMPLE = 100  # deliveries per variant before a look counts
+# the lifts the sequential test is tuned to find early (absolute, 5 points): a subject or a call to
+# action that matters moves clicks by points, not tenths; smaller lifts wait for the final look
+SEQUENTIAL_TAU = 0.05
 
 
 def _stats(session, campaign: EmailCampaign) -> dict[str, VariantStats]:
@@ -55,7 +58,7 @@ def decide(campaign: EmailCampaign, stats: dict[str, VariantStats], now: datetim
         winner, method = result.winner, "compare"  # one look: the fixed-horizon test is valid as it is
     elif enough:
         looks += 1
-        p = sequential_p_value(a, b, metric=metric, previous=verdict.get("sequential_p", 1.0))
+        p = sequential_p_value(a, b, metric=metric, tau=SEQUENTIAL_TAU, previous=verdict.get("sequential_p", 1.0))
         verdict["sequential_p"] = p
         if p < ALPHA and not result.srm_detected and result.lift:
             winner, method = (b.variant if result.lift > 0 else a.variant), "sequential"
@@ -93,7 +96,9 @@ def pick_winner(campaign_id: str, now: datetime) -> dict[str, Any] | None:
         if campaign.test_finished_at is None:
             if campaigns.unfinished(session, campaign_id, test_only=True):
                 return None
-            campaign.test_finished_at = now
+            # the wait runs from the last test message's outcome, not from this look, 15 minutes later
+            finished = campaigns.test_finished(session, campaign_id)
+            campaign.test_finished_at = min(now, finished) if finished else now
         verdict = decide(campaign, _stats(session, campaign), now)
         if verdict is None:
             return None

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from jinja2 import TemplateError
 
 from db import outbox
-from tasks import mime
+from tasks import email_types, mime
 from tasks.dkim import signer_for
 from tasks.mime import Envelope
 from tasks.render import TemplateMissing, get_renderer, message_context, template_name, track
@@ -43,7 +43,8 @@ class Composer:
                 recipient_name=message.recipient_name, metadata=message.message_metadata,
                 settings=settings, links=links, now=at,
             )
-            name = template_name(message.template_version, message.ab_variant)
+            variant = None if email_types.get(message.template_type).variants_in_content else message.ab_variant
+            name = template_name(message.template_version, variant)
             rendered = self.renderer.render(message.template_type, name, context)
             rendered = track(rendered, links, message.message_id, {context["unsubscribe_url"], context["preferences_url"]})
             self.render_ms.append((time.perf_counter() - started) * 1000)

@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -50,6 +50,7 @@ class ServerTrouble(ServerDown):
 
 # this many "server trouble" answers in a row stop a batch instead of burning through the queue
 TROUBLE_IN_A_ROW = 5
+SIGN_AHEAD = 4  # messages built and signed ahead of the one on the wire, when DKIM is on
 
 
 def _text(response: bytes | str) -> str:
@@ -143,7 +144,13 @@ class SmtpConnection:
             return self._verdict
 
     def _retrying(self, envelope: Envelope, wait: bool = False) -> Reply | None:
-        """A dropped connection is reopened and the message tried again, a few times."""
+        """A dropped connection is reopened and the message tried again, a few times.
+
+        A server that cannot be reached raises ServerDown (connect). One that takes the connection
+        again and drops it at this message every time has trouble with this message: it is deferred
+        with the server to blame, so it neither stops every later run at the head of the queue nor
+        costs its address anything, and several such in a row stop the batch (TROUBLE_IN_A_ROW).
+        """
         for attempt in range(RECONNECTS_PER_MESSAGE + 1):
             if self.smtp is None:
                 self.connect()
@@ -154,9 +161,10 @@ class SmtpConnection:
                 return verdict
             except _DROPPED as exc:
                 self._drop()
-                if attempt == RECONNECTS_PER_MESSAGE:
-                    raise ServerDown(f"SMTP connection kept dropping: {type(exc).__name__}: {exc}") from None
-        raise AssertionError("unreachable")
+                dropped = f"{type(exc).__name__}: {exc}"
+        return Reply(451, f"4.4.2 the connection dropped at this message, again after {RECONNECTS_PER_MESSAGE} "
+                          f"reconnects ({dropped})", Stage.DATA, "4.4.2", Verdict.SERVER,
+                     "the connection dropped at this message")
 
     def _reply(self, stage: Stage, payload: bytes | None = None) -> Reply:
         """Send payload if any, then read one answer; after a 421 the server hangs up, so do we."""
@@ -287,52 +295,61 @@ def _pool(key: str | None, settings: Settings) -> Iterator[ConnectionPool]:
 
 
 class OutcomeLog:
-    """Buffers outcomes and commits them in small groups, on a writer thread.
+    """Buffers outcomes and commits them in groups on a writer thread, one commit at a time.
 
-    A commit per message would cap delivery near the database's commit rate; a
-    group of at most FLUSH_EVERY outcomes or FLUSH_SECONDS keeps the window in
-    which a crash loses the record of an accepted message small, and a resend
-    in that window carries the same Message-ID. Writing on a thread of its own
+    A commit per message would cap delivery near the database's commit rate. Outcomes that arrive
+    while a commit runs wait for the next one, so a group is as large as the commit was slow
+    (group commit), at least MIN_GROUP or MAX_AGE old, and never larger than MAX_PENDING: past that
+    the sender waits for the writer. What a crash can lose is the record of at most MAX_PENDING
+    outcomes waiting plus the group being committed; a message the server accepted in that window
+    goes again after the claim's lease, with the same Message-ID. Writing on a thread of its own
     lets the SMTP conversation go on while the database commits.
     """
 
-    FLUSH_EVERY = 100
-    FLUSH_SECONDS = 0.2
+    MIN_GROUP = 10
+    MAX_AGE = 0.05  # seconds an outcome waits for company before it is committed alone
+    MAX_PENDING = 25
 
     def __init__(self) -> None:
         self.pending: list[outbox.Outcome] = []
         self.counts: Counter[str] = Counter()
         self.attempted: set[int] = set()
-        self.last_flush = time.monotonic()
+        self.oldest = 0.0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes")
-        self._writes: list[Future[None]] = []
+        self._write: Future[None] | None = None
 
     def add(self, outcome: outbox.Outcome, kind: str) -> None:
+        if not self.pending:
+            self.oldest = time.monotonic()
         self.pending.append(outcome)
         self.attempted.add(outcome.message_id)
         self.counts[kind] += 1
-        if len(self.pending) >= self.FLUSH_EVERY or time.monotonic() - self.last_flush >= self.FLUSH_SECONDS:
+        if len(self.pending) >= self.MAX_PENDING:
+            self.flush()  # waits for the commit in progress: the unrecorded stay few
+        elif ((self._write is None or self._write.done())
+              and (len(self.pending) >= self.MIN_GROUP or time.monotonic() - self.oldest >= self.MAX_AGE)):
             self.flush()
 
     @staticmethod
-    def _write(outcomes: list[outbox.Outcome]) -> None:
+    def _write_group(outcomes: list[outbox.Outcome]) -> None:
         with transaction() as session:
             outbox.record(session, outcomes)
 
     def flush(self) -> None:
+        """Start committing what is pending, after the commit in progress (a failed one raises here)."""
+        if self._write is not None:
+            write, self._write = self._write, None
+            write.result()
         if self.pending:
-            batch, self.pending = self.pending, []
-            self._writes.append(self._writer.submit(self._write, batch))
-        self.last_flush = time.monotonic()
-        while self._writes and self._writes[0].done():
-            self._writes.pop(0).result()  # a failed write stops the batch here
+            group, self.pending = self.pending, []
+            self._write = self._writer.submit(self._write_group, group)
 
     def close(self) -> None:
         """Write what is left and wait for every write; raises the first failure."""
         try:
             self.flush()
-            for write in self._writes:
-                write.result()
+            if self._write is not None:
+                self._write.result()
         finally:
             self._writer.shutdown(wait=True)
 
@@ -439,9 +456,9 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
                   deadline: float | None = None, pool: str | None = None) -> dict[str, Any]:
     """Send up to limit due messages over one SMTP connection, claimed a chunk at a time, under the send-rate limit.
 
-    With SMTP_RATE_LIMIT set, a chunk is about a second's worth of the limit and its slots are taken
-    before it goes; the next chunk is claimed afresh, so mail that became due meanwhile at a higher
-    priority waits for one chunk at most. Stops at `deadline` (epoch seconds) between chunks.
+    With SMTP_RATE_LIMIT set, a chunk is about a second's worth of the limit; its slots are taken
+    before it is claimed, so mail that became due at a higher priority while the runner waited for
+    slots is in the very next chunk. Stops at `deadline` (epoch seconds) between chunks.
     """
     settings = get_settings()
     rate = send_rate.SendRate(settings.smtp_rate_limit) if settings.smtp_rate_limit else None
@@ -468,20 +485,33 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
 
     def send(messages: list[outbox.Claimed], connection: SmtpConnection) -> None:
         nonlocal in_flight
-        for message in messages:
-            # built while the server reads the previous message, and signed while we wait for its answer
-            prepared = compose(message)
-            signed: Future[Envelope] | None = None
-            if signing is not None and not isinstance(prepared, str):
-                signed = signing.submit(compose.sign, prepared[0])
+        # a few messages are built and signed ahead: OpenSSL signs on its thread, without the GIL,
+        # while this one builds the next and the server reads the last
+        ahead: deque[tuple[outbox.Claimed, str, Envelope | Future[Envelope]]] = deque()
+        pending = iter(messages)
+
+        def prepare() -> None:
+            for message in pending:
+                prepared = compose(message)
+                if isinstance(prepared, str):
+                    log.add(outbox.failed(message, clock(), prepared), "failed")
+                    continue
+                envelope, subject = prepared
+                ahead.append((message, subject, signing.submit(compose.sign, envelope) if signing else envelope))
+                return
+
+        for _ in range(SIGN_AHEAD if signing else 1):
+            prepare()
+        while ahead:
+            message, subject, envelope = ahead.popleft()
+            if isinstance(envelope, Future):
+                envelope = envelope.result()
             if in_flight is not None:
                 flight, in_flight = in_flight, None
                 settle(flight, connection.answer())
-            if isinstance(prepared, str):
-                log.add(outbox.failed(message, clock(), prepared), "failed")
-                continue
-            connection.submit(signed.result() if signed is not None else prepared[0])
-            in_flight = (message, prepared[1])
+            connection.submit(envelope)
+            in_flight = (message, subject)
+            prepare()
         if in_flight is not None:
             flight, in_flight = in_flight, None
             settle(flight, connection.answer())
@@ -492,11 +522,12 @@ def deliver_batch(now: datetime | None = None, limit: int = 500, template_types:
             while counts["claimed"] < limit and not (deadline and time.time() >= deadline):
                 wanted = min(rate.chunk if rate else limit, limit - counts["claimed"])
                 before = counts["claimed"]
+                if rate:  # slots first, then the claim: mail that became due during the wait goes first
+                    log.flush()  # what was sent is on record before a wait that may be long
+                    send_rate.acquire(rate, wanted)
                 chunk = _claim(now, wanted, template_types, lease, counts)
                 if chunk.messages:
                     connection = connection or held.enter_context(connections.connection())
-                    if rate:
-                        send_rate.acquire(rate, len(chunk.messages))
                     started = time.monotonic()
                     send(chunk.messages, connection)
                     pace.rest(time.monotonic() - started, deadline)

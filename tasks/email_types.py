@@ -34,6 +34,7 @@ class EmailType:
     critical: bool              # a critical alert: its human open rate is a success metric
     context: ContextBuilder     # (metadata, links, message id, now) -> the template's own variables
     sample: tuple[str, Metadata]  # a recipient's name and metadata to preview and test it with
+    variants_in_content: bool = False  # A/B variants differ in stored words, not in templates (announcements)
 
     @property
     def rank(self) -> int:
@@ -44,9 +45,9 @@ _TYPES: dict[str, EmailType] = {}
 
 
 def email_type(name: str, *, category: Category, priority: Priority, context: ContextBuilder,
-               sample: tuple[str, Metadata], critical: bool = False) -> EmailType:
+               sample: tuple[str, Metadata], critical: bool = False, variants_in_content: bool = False) -> EmailType:
     """Declare a type (once per process: a module imported twice declares the same one again)."""
-    declared = EmailType(name, category, priority, critical, context, sample)
+    declared = EmailType(name, category, priority, critical, context, sample, variants_in_content)
     known = _TYPES.setdefault(name, declared)
     if known.context.__qualname__ != declared.context.__qualname__:
         raise ValueError(f"email type {name!r} is declared twice, differently")

@@ -11,6 +11,7 @@ and the rest, planned with the winner once there is one (tasks.campaign_winner).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,48 +103,80 @@ def _scope(campaign: EmailCampaign, now: datetime) -> segments.Scope:
     return segments.Scope(campaign.campaign_id, campaign.segment_value, now)
 
 
-def plan_next_page(campaign_id: str, now: datetime, page_size: int, result: Planned) -> bool:
-    """Plan the campaign's next page under its row lock; False once there is nothing more to do now."""
+@dataclass
+class Page:
+    """One page read ahead: the cursor it starts from, the messages, the cursor after it."""
+
+    start: dict[str, Any]
+    after: dict[str, Any]
+    messages: list[outbox.PlannedMessage]
+    more: bool  # another page may follow now
+    stopped: str | None = None
+
+
+def _initial_state(campaign: EmailCampaign) -> dict[str, Any]:
+    return dict(campaign.plan_state or {}) or {"phase": first_phase(campaign), "part": 0, "after": 0}
+
+
+def read_page(campaign_id: str, now: datetime, page_size: int, state: dict[str, Any] | None) -> Page | None:
+    """Read the page at a cursor (the stored one when None) and what planning it would write; None: nothing to do."""
     secret = get_settings().secret_bytes()
+    with transaction() as session:
+        campaign = campaigns.by_id(session, campaign_id)
+        if campaign is None:
+            return None
+        state = dict(state) if state is not None else _initial_state(campaign)
+        if campaign.status != CampaignStatus.SENDING:  # the write says why, under the lock
+            return Page(state, state, [], more=False)
+        if state["phase"] == DONE:
+            return None
+        if state["phase"] == REST and not campaign.ab_winner:
+            return Page(state, state, [], more=False, stopped="waiting for the A/B winner")
+        parts = segments.get(campaign.segment).parts
+        part = parts[state["part"]]
+        rows = part.query(session, _scope(campaign, now), state["after"], page_size)
+        messages = [m for _, m in page_messages(session, campaign, part, rows, state["phase"], now, secret)]
+        session.rollback()  # read only
+    after = dict(state, after=rows[-1].key) if rows else dict(state)
+    if len(rows) < page_size:  # this part is through: the next part, phase, or the end
+        after.update(part=state["part"] + 1, after=0)
+        if after["part"] == len(parts):
+            after.update(phase=REST if state["phase"] == TEST else DONE, part=0)
+    return Page(state, after, messages, more=after["phase"] != DONE)
+
+
+def write_page(campaign_id: str, page: Page, now: datetime, result: Planned) -> bool:
+    """Plan a page read ahead, under the campaign's row lock, if the campaign still sends from its cursor."""
     with transaction() as session:
         campaign = campaigns.locked(session, campaign_id)
         if campaign.status != CampaignStatus.SENDING:
             result.stopped = campaign.status
             return False
-        state = dict(campaign.plan_state or {}) or {"phase": first_phase(campaign), "part": 0, "after": 0}
-        if state["phase"] == DONE:
-            return False
-        if state["phase"] == REST and not campaign.ab_winner:
-            result.stopped = "waiting for the A/B winner"
-            campaign.plan_state = state
-            return False
-        parts = segments.get(campaign.segment).parts
-        part = parts[state["part"]]
-        rows = part.query(session, _scope(campaign, now), state["after"], page_size)
-        if rows:
-            planned = [message for _, message in page_messages(session, campaign, part, rows, state["phase"], now,
-                                                               secret)]
-            counts = outbox.plan(session, planned, now)
+        if _initial_state(campaign) != page.start:
+            return False  # an overlapping run planned this page first: it goes on from there
+        if page.messages:
+            counts = outbox.plan(session, page.messages, now)
             result.counts.update({"queued": counts.queued, "skipped": counts.skipped,
                                   "already_planned": counts.already_planned})
             result.pages += 1
-            state["after"] = rows[-1].key
-        if len(rows) < page_size:  # this part is through: the next part, phase, or the end
-            state.update(part=state["part"] + 1, after=0)
-            if state["part"] == len(parts):
-                state.update(phase=REST if state["phase"] == TEST else DONE, part=0)
-                if state["phase"] == DONE:
-                    campaign.planned_at = now
-        campaign.plan_state = state
-        return True
+        campaign.plan_state = page.after
+        if page.after["phase"] == DONE:
+            campaign.planned_at = now
+    result.stopped = result.stopped or page.stopped
+    return page.more
 
 
 @task(name="plan-campaign", cache_policy=NO_CACHE, **DB_RETRIES)
 def plan_campaign(campaign_id: str, now: datetime, page_size: int = PAGE) -> dict[str, Any]:
     """Plan a sending campaign's audience into the outbox, page by page, as far as it can go now."""
+    # the next page is read and made while the last one is written: the database's work and ours overlap
     result = Planned(campaign_id)
-    while plan_next_page(campaign_id, now, page_size, result):
-        pass
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-writer") as writer:
+        page = read_page(campaign_id, now, page_size, None)
+        while page is not None:
+            written = writer.submit(write_page, campaign_id, page, now, result)
+            following = read_page(campaign_id, now, page_size, page.after) if page.more else None
+            page = following if written.result() else None
     run_logger().info("campaign %s: planned %d page(s) %s%s", campaign_id, result.pages, dict(result.counts),
                       f"; stopped: {result.stopped}" if result.stopped else "")
     return {"campaign_id": campaign_id, "pages": result.pages, **result.counts, "stopped": result.stopped}

@@ -65,8 +65,14 @@ class Templates:
     inlined: Template | None  # html with its CSS inlined ahead of rendering (tasks.preinline)
 
 
-_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\((https?://[^)\s]+)\)")
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\(((?:https?://|mailto:)[^)\s]+)\)")
 _BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _link_text(match: re.Match[str]) -> str:
+    words, target = match[1].strip(), match[2]
+    shown = target.removeprefix("mailto:")  # an address reads as itself
+    return shown if words in ("", target, shown) else f"{words}: {shown}"
 
 
 def text_from_html(html: str) -> str:
@@ -76,7 +82,7 @@ def text_from_html(html: str) -> str:
     from inscriptis.model.config import ParserConfig
 
     text = get_text(html, ParserConfig(css=CSS_PROFILES["strict"], display_links=True))
-    text = _MARKDOWN_LINK.sub(lambda m: m[2] if m[1].strip() in ("", m[2]) else f"{m[1].strip()}: {m[2]}", text)
+    text = _MARKDOWN_LINK.sub(_link_text, text)
     lines = "\n".join(line.rstrip() for line in text.splitlines())
     return _BLANK_LINES.sub("\n\n", lines).strip("\n")
 
@@ -203,7 +209,8 @@ def message_context(
 _ANCHOR = re.compile(r"<a\s[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r'\bhref\s*=\s*"([^"]*)"', re.IGNORECASE)
 _LINK_NAME = re.compile(r'\bdata-link-id\s*=\s*"([^"]*)"', re.IGNORECASE)
-_TEXT_URL = re.compile(r"https?://[^\s<>\"']+")
+# a URL in running text ends before the punctuation that follows it ("see https://x.org/a, or")
+_TEXT_URL = re.compile(r"https?://[^\s<>\"']*[^\s<>\"'.,;:!?)\]]")
 
 
 def track(rendered: Rendered, links: Links, message_id: int, own_routes: set[str]) -> Rendered:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -93,8 +93,11 @@ def db_url(request, migrated_urls, monkeypatch) -> Iterator[str]:
     """An empty migrated database, once on SQLite and once on PostgreSQL; Settings point at it."""
     from tutormax.settings import get_settings
 
+    from tasks.announcement import _stored
+
     url = migrated_urls[request.param]
     _empty(url)
+    _stored.cache_clear()  # campaigns' words kept by the process belong to the database just emptied
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
     yield url
@@ -129,6 +132,8 @@ class FaultyHandler:
         self.sender_reply: str | None = None  # answer MAIL FROM with this instead of 250
         self.replies: dict[str, tuple[str, str]] = {}  # address -> ("rcpt" | "data", the answer to give there)
         self.data_reply: str | None = None  # answer every message's content with this (a broken server)
+        # chaos(stage, address) -> an answer, "drop" (at "data": hang up before answering), or None to go on
+        self.chaos: Callable[[str, str], str | None] | None = None
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -145,6 +150,8 @@ class FaultyHandler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.chaos and (answer := self.chaos("rcpt", address.lower())):
+            return answer
         stage, reply = self.replies.get(address.lower(), ("", ""))
         if stage == "rcpt":
             return reply
@@ -161,7 +168,10 @@ class FaultyHandler:
         stage, reply = self.replies.get(rcpt, ("", ""))
         if self.data_reply or stage == "data":
             return self.data_reply or reply
-        action = self.faults.get(rcpt)
+        chance = self.chaos("data", rcpt) if self.chaos else None
+        if chance and chance != "drop":
+            return chance
+        action = "drop" if chance == "drop" else self.faults.get(rcpt)
         if action in ("drop_once", "drop"):
             if action == "drop_once":
                 self.faults.pop(rcpt)

@@ -98,7 +98,7 @@ def cmd_campaign(args: argparse.Namespace) -> None:
         elif args.action == "list":
             _list()
         elif args.action == "show":
-            _show(args.campaign_id, args.json)
+            show(args.campaign_id, args.json)
         elif args.action == "preview":
             from tasks.plan_campaigns import preview
 
@@ -138,7 +138,8 @@ def _list() -> None:
                   f"{c.campaign_name}")
 
 
-def _show(campaign_id: str, as_json: bool) -> None:
+def show(campaign_id: str, as_json: bool = False, indent: str = "") -> None:
+    """A campaign as `tutormax campaign show` prints it (or its JSON)."""
     from db import campaigns
     from db.session import transaction
     from tasks.campaign_winner import verdict_markdown
@@ -152,21 +153,21 @@ def _show(campaign_id: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(shown, indent=2, default=str))
         return
-    print(f"{shown['campaign_id']}: {shown['campaign_name']} ({shown['status']})")
-    print(f"  audience {shown['segment']}{' ' + shown['segment_value'] if shown['segment_value'] else ''}, "
-          f"{shown['category']}, priority {shown['priority']}")
-    for variant, subject in shown["subjects"].items():
-        print(f"  subject {variant}: {subject}")
+    lines = [f"{shown['campaign_id']}: {shown['campaign_name']} ({shown['status']})",
+             f"  audience {shown['segment']}{' ' + shown['segment_value'] if shown['segment_value'] else ''}, "
+             f"{shown['category']}, priority {shown['priority']}"]
+    lines += [f"  subject {variant}: {subject}" for variant, subject in shown["subjects"].items()]
     if shown["paused_reason"]:
-        print(f"  paused: {shown['paused_reason']}")
-    print("  " + ", ".join(f"{k} {v:,}" for k, v in shown["counts"].items()))
+        lines.append(f"  paused: {shown['paused_reason']}")
+    lines.append("  " + ", ".join(f"{k} {v:,}" for k, v in shown["counts"].items()))
     if shown["excluded"]:
-        print("  excluded: " + ", ".join(f"{k} {v:,}" for k, v in shown["excluded"].items()))
+        lines.append("  excluded: " + ", ".join(f"{k} {v:,}" for k, v in shown["excluded"].items()))
     if verdict:
-        print("  A/B: " + verdict.replace("\n", "\n  "))
-    for t in shown["transitions"]:
-        print(f"  {t['at'][:16].replace('T', ' ')} UTC  {t['from'] or 'created'} -> {t['to']}  by {t['by']}"
-              + (f": {t['reason']}" if t["reason"] else ""))
+        said = [line for line in verdict.replace("**", "").splitlines() if line.strip()]  # Markdown, for a terminal
+        lines += ["  A/B: " + said[0]] + [f"    {line}" for line in said[1:]]
+    lines += [f"  {t['at'][:16].replace('T', ' ')} UTC  {t['from'] or 'created'} -> {t['to']}  by {t['by']}"
+              + (f": {t['reason']}" if t["reason"] else "") for t in shown["transitions"]]
+    print("\n".join(indent + line for line in lines))
 
 
 def add_parser(sub) -> None:

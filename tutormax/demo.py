@@ -67,8 +67,9 @@ def demo_times(url: str, now: datetime) -> dict[str, datetime]:
         "monthly-summaries": first + timedelta(hours=9),
         "performance-reports": first + timedelta(hours=10),
     }
+    # a deployment without a schedule is an operator's form (manage-campaign), not a run on a clock
     return {spec["name"]: later.get(spec["name"], now) for spec in deployment_specs()
-            if spec["name"] not in AFTER_RECIPIENTS}
+            if spec["name"] not in AFTER_RECIPIENTS and spec.get("schedules")}
 
 
 def tracker_bind(base_url: str) -> str:
@@ -203,6 +204,7 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
                                   campaign_type="automation_ab", template_type="feedback_reminder",
                                   template_version="v1", ab_test_enabled=True, status="active", created_by="demo",
                                   started_at=now))
+    campaign_id = _schedule_campaign(now)
     with transaction() as session:
         gone = move_students_to(session, UNREACHABLE_DOMAIN, 5)
     _step(f"{len(gone)} students' addresses are at {UNREACHABLE_DOMAIN}: the sink takes their mail, then bounces it "
@@ -214,7 +216,9 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
         prefect_ready()
         for name, at in demo_times(settings.database_url, now).items():
             t = _step(f"running {name} through Prefect as of {at.astimezone(settings.tz):%a %Y-%m-%d %H:%M %Z}")
-            summaries[name] = FLOWS[name](now=at)
+            result = FLOWS[name](now=at)
+            if name != "scheduled-campaigns":  # it plans; deliver-outbox, next, sends the campaign's test
+                summaries[name] = result
         t = _step(f"starting the tracker under gunicorn on {bind} ({settings.tracking_base_url})")
         tracker = _start_tracker(bind, settings.tracking_base_url)
         try:
@@ -231,6 +235,12 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
         summaries["checkin-escalations"] = FLOWS["checkin-escalations"](now=now)
         _step(f"running process-bounces over {settings.bounce_maildir}: the bounces and a spam complaint")
         bounces = FLOWS["process-bounces"](now=now)
+        later = now + timedelta(hours=1)
+        _step("an hour on, the A/B test's wait is over: scheduled-campaigns picks what the rest get, "
+              "deliver-outbox sends it, and the next run completes the campaign")
+        FLOWS["scheduled-campaigns"](now=later)
+        summaries["deliver-outbox +1 h"] = FLOWS["deliver-outbox"](now=later)
+        FLOWS["scheduled-campaigns"](now=later + timedelta(minutes=15))
         _step("running cleanup-old-tracking-events")
         cleanup = FLOWS["cleanup-old-tracking-events"](now=now)
         _step("running email-analytics over the last 60 days")
@@ -260,7 +270,37 @@ def _run(settings, sessions: int, maildir: Path, port: int, bind: str, prefect_r
         preview.write_text(example.get_body(("html",)).get_content())
         print(f"\nIts HTML part: {preview}; every template with sample data: tutormax preview")
     _print_tracking(settings.database_url, tally)
+    print("\nThe campaign (tutormax campaign show):")
+    from tutormax.campaign_cli import show
+
+    show(campaign_id, indent="    ")
     _print_analytics(analytics)
+
+
+CAMPAIGN_BODY = """Our support team keeps **shorter hours** over the winter break:
+
+- December 22 to January 2: 9 am to 3 pm
+- Sessions run as booked; rescheduling works as always
+
+[See the winter calendar](https://tutormax.example/winter-hours) to plan your sessions around the holidays.
+"""
+
+
+def _schedule_campaign(now: datetime) -> str:
+    """An announcement to active students, A/B testing two subjects on 30 % of them; the winner after an hour."""
+    from tasks.campaign_control import ABTest, CampaignForm, Content, create
+
+    form = CampaignForm(
+        name="Winter break hours", segment="active-students", at=now,
+        content=Content(subject="Winter break hours", preheader="Support 9 to 3 from December 22",
+                        body_markdown=CAMPAIGN_BODY),
+        ab_test=ABTest(b=Content(subject="Heads up: shorter support hours this winter",
+                                 preheader="9 to 3 from December 22", body_markdown=CAMPAIGN_BODY),
+                       fraction=0.3, winner_after="1h"))
+    campaign = create(form, actor="demo", now=now)
+    _step(f"scheduling campaign {campaign.campaign_id}: winter hours to active students (a child's to the parent), "
+          "two subjects A/B-tested on 30 % of them, the winner to the rest after an hour")
+    return campaign.campaign_id
 
 
 def _print_bounces(result: dict) -> None:

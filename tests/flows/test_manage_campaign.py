@@ -29,10 +29,11 @@ def test_the_deployments_form_is_the_campaign_form():
 def _artifact(key: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                            limit=1)
+                                            sort=ArtifactSort.CREATED_DESC, limit=1)
     return artifact.data
 
 

@@ -198,3 +198,16 @@ def test_the_guard_pauses_a_campaign_whose_first_deliveries_bounce(run_flow, smt
     assert _status(db_url, cid) == "paused"
     deliver_outbox(now=now + timedelta(minutes=16))
     assert len(smtp_server.received) == 80  # nothing more of it left
+
+
+def test_deliver_outbox_runs_the_guard_every_minute_before_it_sends(run_flow, smtp_server, db_url, now):
+    addresses = _tutors(db_url, 200)
+    for address in addresses[:20]:
+        smtp_server.faults[address] = "bounce"
+    cid = _create(now)
+    run_flow(scheduled_campaigns, now=now)
+    deliver_batch.fn(now=now, limit=100)
+    run = run_flow(deliver_outbox, now=now + timedelta(minutes=1))  # not waiting for the next scheduled-campaigns
+    assert run.result["paused_campaigns"] == [cid] and run.result["sent"] == 0
+    assert f"Paused by the reputation guard: {cid}." in run.summary
+    assert _status(db_url, cid) == "paused" and len(smtp_server.received) == 80

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email
 import re
+import time
 from datetime import timedelta
 from email import policy
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -217,14 +219,26 @@ def test_dropped_connection_reconnects_and_the_batch_resumes(smtp, enqueue, db_u
     assert {_by_id(db_url, i).status for i in ids} == {"sent"}
 
 
-def test_a_server_that_keeps_dropping_puts_the_batch_back(smtp, enqueue, db_url, now):
-    first = enqueue("a@example.com")
-    stuck = enqueue("b@example.com")
+def test_a_message_the_server_keeps_dropping_waits_and_the_batch_goes_on(smtp, enqueue, db_url, now):
+    first, stuck, last = enqueue("a@example.com"), enqueue("b@example.com"), enqueue("c@example.com")
     smtp.faults["b@example.com"] = "drop"
-    with pytest.raises(ServerDown):
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 3, "sent": 2, "deferred": 1}
+    assert (_by_id(db_url, first).status, _by_id(db_url, last).status) == ("sent", "sent")
+    message = _by_id(db_url, stuck)
+    assert (message.status, message.retry_count, message.bounce_reason) == ("deferred", 1, None)
+    assert message.smtp_response.startswith("451 4.4.2 the connection dropped at this message")
+
+
+def test_a_server_that_drops_every_message_stops_the_batch(smtp, enqueue, db_url, now):
+    from tasks.deliver import TROUBLE_IN_A_ROW, ServerTrouble
+
+    ids = [enqueue(f"r{i}@example.com") for i in range(TROUBLE_IN_A_ROW + 3)]
+    for i in range(len(ids)):
+        smtp.faults[f"r{i}@example.com"] = "drop"
+    with pytest.raises(ServerTrouble, match="answers in a row blamed the SMTP server"):
         deliver_batch.fn(now=now)
-    assert _by_id(db_url, first).status == "sent"
-    assert _by_id(db_url, stuck).status == "queued"
+    statuses = [_by_id(db_url, mid).status for mid in ids]
+    assert statuses == ["deferred"] * TROUBLE_IN_A_ROW + ["queued"] * 3  # the rest back in the queue, untouched
 
 
 def test_dead_server_leaves_messages_queued(dead_smtp, enqueue, db_url, now):
@@ -343,18 +357,19 @@ def test_a_feedback_request_is_not_sent_once_the_session_has_its_feedback(smtp, 
 
 
 def test_the_smtp_timeout_bounds_every_read(smtp_server, enqueue, db_url, now, monkeypatch):
-    """A server that sits on a message answers nobody: each wait ends after SMTP_TIMEOUT, then the batch gives up."""
-    import time
-
+    """A server that sits on a message answers nobody: each wait ends after SMTP_TIMEOUT, then the message waits."""
     monkeypatch.setenv("SMTP_TIMEOUT", "0.5")
     get_settings.cache_clear()
     smtp_server.stall_data = 5
-    enqueue("slow@example.com")
+    mid = enqueue("slow@example.com")
     started = time.monotonic()
-    with pytest.raises(ServerDown, match="SMTP connection kept dropping: .*timed out"):
-        deliver_batch.fn(now=now)
+    assert deliver_batch.fn(now=now)["counts"] == {"claimed": 1, "deferred": 1}
     # three tries, each waiting SMTP_TIMEOUT for the answer (and a reconnect between them)
     assert 1.5 <= time.monotonic() - started < 4
+    message = _by_id(db_url, mid)
+    assert (message.status, message.retry_count) == ("deferred", 1)
+    assert message.smtp_response.startswith("451 4.4.2 the connection dropped at this message")
+    assert "timed out" in message.smtp_response and message.bounce_reason is None  # the address is not to blame
 
 
 @pytest.mark.parametrize(("answers", "waits"), [
@@ -395,3 +410,49 @@ def test_the_envelope_sender_names_the_message_when_bounce_address_is_set(smtp, 
         assert sender.startswith("bounces+") and sender.endswith("@bounce.tutormax.example")
     else:
         assert sender == "noreply@tutormax.example"
+
+
+def test_outcomes_wait_for_a_commit_in_small_groups_so_a_crash_loses_few_records(monkeypatch):
+    """Group commit: a group is as big as the last commit was slow, but the sender never runs further ahead
+    than MAX_PENDING outcomes plus the group being committed (what a SIGKILL would send a second time)."""
+    import threading
+
+    from tasks import deliver
+    from tasks.deliver import OutcomeLog
+
+    committed: list[int] = []
+    unrecorded_seen: list[int] = []
+    added = 0
+    lock = threading.Lock()
+
+    def slow_write(outcomes):
+        time.sleep(0.02)  # a slow database: 20 ms a commit
+        with lock:
+            committed.extend(o.message_id for o in outcomes)
+
+    monkeypatch.setattr(deliver.OutcomeLog, "_write_group", staticmethod(slow_write))
+    log = OutcomeLog()
+    for i in range(300):
+        log.add(SimpleNamespace(message_id=i), "sent")
+        added += 1
+        with lock:
+            unrecorded_seen.append(added - len(committed))
+    log.close()
+    assert sorted(committed) == list(range(300))  # nothing lost, nothing twice
+    assert max(unrecorded_seen) <= 2 * OutcomeLog.MAX_PENDING
+    assert max(unrecorded_seen) > OutcomeLog.MIN_GROUP  # the commits were slow enough for groups to form
+
+
+def test_a_failed_commit_stops_the_sender_at_the_next_group(monkeypatch):
+    from tasks import deliver
+    from tasks.deliver import OutcomeLog
+
+    def broken(outcomes):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(deliver.OutcomeLog, "_write_group", staticmethod(broken))
+    log = OutcomeLog()
+    with pytest.raises(RuntimeError, match="database gone"):
+        for i in range(3 * OutcomeLog.MAX_PENDING):
+            log.add(SimpleNamespace(message_id=i), "sent")
+    assert log.pending  # kept: _salvage logs how many went unrecorded

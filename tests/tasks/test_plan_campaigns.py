@@ -153,7 +153,7 @@ def test_pausing_stops_planning_and_resume_continues_where_it_stopped(db_url, no
 
     _tutors(db_url, 30)
     cid = _campaign(db_url, now)
-    real, pages = plan_campaigns.plan_next_page, Counter()
+    real, pages = plan_campaigns.write_page, Counter()
 
     def an_operator_pauses_after_the_second_page(*args):
         more = real(*args)
@@ -162,9 +162,9 @@ def test_pausing_stops_planning_and_resume_continues_where_it_stopped(db_url, no
             campaign_control.pause(cid, actor="ops", now=now)
         return more
 
-    monkeypatch.setattr(plan_campaigns, "plan_next_page", an_operator_pauses_after_the_second_page)
+    monkeypatch.setattr(plan_campaigns, "write_page", an_operator_pauses_after_the_second_page)
     first = plan_campaign.fn(cid, now, page_size=5)
-    monkeypatch.setattr(plan_campaigns, "plan_next_page", real)
+    monkeypatch.setattr(plan_campaigns, "write_page", real)
     assert first["stopped"] == "paused" and first["queued"] == 10
     assert {r.status for r in _planned(db_url, cid)} == {"held"}
     campaign_control.resume(cid, actor="ops", now=now)

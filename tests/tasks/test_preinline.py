@@ -32,7 +32,7 @@ class _Canonical(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self._flush()
-        self.items.append(("start", tag, tuple(sorted((k, " ".join((v or "").split())) for k, v in attrs))))
+        self.items.append(("start", tag, tuple(sorted((k, _value(k, v)) for k, v in attrs))))
 
     def handle_startendtag(self, tag, attrs):
         self.handle_starttag(tag, attrs)
@@ -47,6 +47,14 @@ class _Canonical(HTMLParser):
     def handle_comment(self, data):
         self._flush()
         self.items.append(("comment", data.strip()))
+
+
+def _value(name: str, value: str | None) -> str:
+    """An attribute's value, whitespace collapsed; a style's declarations without a trailing semicolon."""
+    value = " ".join((value or "").split())
+    if name == "style":  # an inline style inlined again comes back without its last semicolon
+        value = "; ".join(d.strip() for d in value.split(";") if d.strip())
+    return value
 
 
 def canonical(html: str) -> list[tuple]:

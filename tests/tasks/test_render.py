@@ -182,6 +182,7 @@ def test_two_template_links_to_the_same_target_keep_their_own_names():
 
 
 SAMPLE_SUBJECTS = {
+    ("announcement", "v1"): "Winter break hours",
     ("feedback_invitation", "v1"): "How did your Algebra session with Ana Rivera go?",
     ("feedback_reminder", "v1"): "How was your Algebra session with Ana Rivera?",
     ("feedback_reminder", "v1_b"): "Quick question about your session with Ana Rivera",
