@@ -1,7 +1,7 @@
 """Send-rate limit acquires a Prefect server on PostgreSQL answers a second, from 1 to 16 clients at once.
 
-With SMTP_RATE_LIMIT set, every chunk of at most 50 messages takes its slots from the server
-first (tasks/send_rate.py): the rate of acquires bounds rate-limited sending at 50 times it.
+With SMTP_RATE_LIMIT set, every chunk of messages takes its slots from the server first
+(tasks/send_rate.py): the rate of acquires bounds rate-limited sending at a chunk times it.
 The server runs as `tutormax cluster` runs it (tutormax.cluster: its own PostgreSQL database)
 with a limit far from binding, so each acquire is granted at once and only the round trip and
 the server's work are timed; threads of this process stand for runs on several hosts. The
@@ -67,11 +67,14 @@ def main() -> None:
         from prefect import get_client
         from prefect.concurrency.sync import rate_limit
 
+        from tasks.send_rate import SendRate
+
+        chunk = SendRate(6_000_000).chunk  # a high limit's chunk: the largest an acquire takes
         with get_client(sync_client=True) as client:
             client.upsert_global_concurrency_limit_by_name(LIMIT, 1_000_000, 100_000.0)
 
         def acquire() -> None:
-            rate_limit(LIMIT, occupy=50, strict=True)
+            rate_limit(LIMIT, occupy=chunk, strict=True)
 
         def health() -> None:
             with urllib.request.urlopen(f"{config.api_url}/health", timeout=10) as response:
@@ -91,7 +94,7 @@ def main() -> None:
     for clients, waits, use, base in results:
         rate = len(waits) / use.seconds
         emit(f"acquires_per_s_{clients}_clients", round(rate, 1), "acquires/s", **use.figures(),
-             messages_per_s=round(rate * 50, 1), chunk=50)
+             messages_per_s=round(rate * chunk, 1), chunk=chunk)
         emit(f"acquire_ms_p50_{clients}_clients", round(statistics.median(waits) * 1000, 1), "ms",
              p99=round(percentile(waits, 0.99) * 1000, 1), baseline="health_ms_p50",
              health_ms_p50=round(statistics.median(base) * 1000, 1),

@@ -110,10 +110,14 @@ class Sink:
         """(time, our message id from its Message-ID) of every message accepted, by time."""
         found = []
         for entry in os.scandir(self.folder):
-            with open(entry.path, "rb") as dump:
-                head = dump.read(8192)  # smtp-sink's own lines, then our headers: the Message-ID is early
+            try:
+                with open(entry.path, "rb") as dump:
+                    head = dump.read(8192)  # smtp-sink's own lines, then our headers: the Message-ID is early
+                    accepted = os.fstat(dump.fileno()).st_mtime
+            except FileNotFoundError:
+                continue  # a transaction cut off mid-DATA (the killed run's): the sink drops its file
             match = MESSAGE_ID.search(head)
-            found.append((entry.stat().st_mtime, int(match.group(1)) if match else None))
+            found.append((accepted, int(match.group(1)) if match else None))
         return sorted(found, key=lambda arrival: arrival[0])
 
     def stop(self) -> None:
