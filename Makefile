@@ -8,7 +8,7 @@ export TUTORMAX_HOME ?= $(CURDIR)
 # no telemetry: these machines (and many production networks) reach no outside hosts
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo ui test serve sink tracker bench-delivery bench-tracker bench-analytics bench-ratelimit smtp-sink clean
+.PHONY: install demo ui test serve sink tracker cluster cluster-down cluster-status bench-delivery bench-tracker bench-analytics bench-ratelimit bench-scaleout bench-acquires smtp-sink clean
 
 install: $(STAMP)
 
@@ -42,6 +42,20 @@ sink: $(STAMP)
 tracker: $(STAMP)
 	$(PY) -m tutormax.cli tracker
 
+# Scale-out on one machine (docs/scaling.md): a Prefect server on PostgreSQL (a database of its own,
+# CLUSTER_PREFECT_DATABASE), the tutormax-mail work pool, every deployment, the automation that marks
+# runs Crashed when heartbeats stop, CLUSTER_WORKERS (2) workers and the tracker; logs in var/cluster/.
+# The application's database is DATABASE_URL (PostgreSQL for a cluster: SQLite serializes the workers).
+cluster: $(STAMP)
+	$(PY) -m tutormax.cli cluster up
+
+# stops exactly what `make cluster` started
+cluster-down:
+	$(PY) -m tutormax.cli cluster down
+
+cluster-status:
+	$(PY) -m tutormax.cli cluster status
+
 # Postfix's smtp-sink: a C sink fast enough not to bound the delivery benchmark.
 smtp-sink:
 	@command -v smtp-sink >/dev/null || { \
@@ -60,6 +74,15 @@ bench-analytics: $(STAMP)
 # two deliver-outbox processes under a 3,000/min send-rate limit (about 2.5 minutes)
 bench-ratelimit: $(STAMP) smtp-sink
 	$(PY) benchmarks/ratelimit.py
+
+# a Prefect server on PostgreSQL and two process workers send 20,000 due messages into smtp-sink; one
+# worker's host is killed mid-batch and comes back (about 3 minutes)
+bench-scaleout: $(STAMP) smtp-sink
+	$(PY) benchmarks/scaleout.py
+
+# send-rate limit acquires a Prefect server on PostgreSQL answers a second (about a minute)
+bench-acquires: $(STAMP)
+	$(PY) benchmarks/acquires.py
 
 clean:
 	rm -rf var reports

@@ -102,6 +102,29 @@ def cmd_tracker(args: argparse.Namespace) -> None:
     os.execv(sys.executable, command)
 
 
+def cmd_cluster(args: argparse.Namespace) -> None:
+    from tutormax import cluster
+
+    config = cluster.ClusterConfig.from_env(workers=getattr(args, "workers", None),
+                                            port=getattr(args, "port", None),
+                                            prefect_database=getattr(args, "prefect_database", None))
+    if args.action == "up":
+        try:
+            cluster.up(config)
+        except cluster.ClusterError as exc:
+            sys.exit(f"cluster up failed: {exc}")
+    elif args.action == "down":
+        cluster.down(config)
+    elif args.action == "automation":
+        api_url = args.api_url or os.environ.get("PREFECT_API_URL") or config.api_url
+        cluster.apply_crash_automation(config, api_url)
+        print(f"{api_url}: automation {cluster.AUTOMATION_NAME!r} marks a flow run Crashed "
+              f"{config.crash_after_seconds} s after its last heartbeat; workers must beat more often "
+              f"(PREFECT_FLOWS_HEARTBEAT_FREQUENCY={config.heartbeat_seconds})")
+    else:
+        print("\n".join(cluster.status(config)))
+
+
 def cmd_ingest_journal(args: argparse.Namespace) -> None:
     from tutormax.journal import Journal
 
@@ -286,6 +309,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bind", help="host:port (default TRACKER_BIND or 127.0.0.1:8000)")
     p.add_argument("--workers", type=int)
     p.set_defaults(func=cmd_tracker)
+
+    p = sub.add_parser("cluster", help="a Prefect server on PostgreSQL, the work pool, its workers and the tracker "
+                                       "on this machine (logs and pids in var/cluster/)")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("up", help="start it all: the server on a PostgreSQL database of its own, the work pool, "
+                                      "every deployment, the crash automation, the workers, the tracker")
+    q.add_argument("--workers", type=int, help="worker processes (default CLUSTER_WORKERS or 2)")
+    q.add_argument("--port", type=int, help="the Prefect server's port (default CLUSTER_PREFECT_PORT or 4200)")
+    q.add_argument("--prefect-database", help="the Prefect server's database (default CLUSTER_PREFECT_DATABASE "
+                                              "or tutormax_prefect)")
+    actions.add_parser("down", help="stop exactly what `up` started (and the flow runs its workers started)")
+    actions.add_parser("status", help="what runs, whether the API and the tracker answer, workers online")
+    q = actions.add_parser("automation", help="create (or replace) only the automation that marks runs Crashed when "
+                                              "their heartbeats stop, on a production server")
+    q.add_argument("--api-url", help="the Prefect API (default PREFECT_API_URL)")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("ingest-journal", help="move events the tracker journaled during a database outage into the database")
     p.set_defaults(func=cmd_ingest_journal)
