@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tasks.email_types import SAMPLE_NOW
 from tasks.announcement import SAMPLE_BODY, to_html, words
+from tasks.email_types import SAMPLE_NOW
 from tasks.render import Renderer, message_context, track
 from tutormax.links import Links
 from tutormax.settings import load_settings
